@@ -1,0 +1,81 @@
+"""The offline drafter: a draft built from the matched typical problem and the nearest past cases.
+
+The default when no LLM is configured and the fallback on any LLM failure. It cannot fail on a
+valid complaint: every value it needs has a default.
+"""
+
+from __future__ import annotations
+
+import prompts
+from triage.drafting.base import DraftContext, DraftResult
+from triage.models import Channel
+
+_CHANNEL_WORDS = {
+    Channel.HAOCHAPING: "“好差评”渠道",
+    Channel.HOTLINE_12345: "12345市民服务热线",
+    Channel.XIAOHONGSHU: "小红书",
+    Channel.DOUYIN: "抖音",
+    Channel.BANBUCHENGSHI: "“办不成事”反映窗口",
+    Channel.OTHER: "政务服务渠道",
+}
+DEFAULT_CONTACT = "12345市民服务热线"
+
+
+def _contact(ctx: DraftContext, department: str) -> str:
+    dep = ctx.kb.by_name.get(department)
+    if dep is not None and dep.contact:
+        # The first channel listed is the department's own; keep replies short.
+        return dep.contact.split("；")[0].split(";")[0]
+    return DEFAULT_CONTACT
+
+
+def _guidance(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return ""
+    return text if text.endswith(("。", "！", "？")) else text + "。"
+
+
+class OfflineDrafter:
+    """Template drafts grounded in the knowledge base; no network, deterministic."""
+
+    def __init__(self) -> None:
+        self.prompt = prompts.load("offline_reply")
+
+    def draft(self, ctx: DraftContext) -> DraftResult:
+        department = ctx.top_departments[0].department
+        dep = ctx.kb.by_name.get(department)
+        dep_name = dep.display_name if dep else department
+        values = {
+            "channel": _CHANNEL_WORDS.get(ctx.complaint.channel, "政务服务渠道"),
+            "issue": ctx.issue,
+            "department": dep_name,
+            "reply_days": str(ctx.reply_days),
+            "contact": _contact(ctx, department),
+        }
+        match = ctx.matched_problem
+        if match is not None:
+            problem = match.problem
+            reply = self.prompt.render("reply_matched", guidance=_guidance(problem.reply_guidance), **values)
+            root = self.prompt.render(
+                "root_cause_matched",
+                problem_title=problem.title,
+                root_cause=problem.root_cause or problem.description,
+            )
+            problem_id: str | None = problem.id
+        else:
+            reply = self.prompt.render("reply_unmatched", **values)
+            similar = next((c for c in ctx.cases if c.case.department == department and c.case.root_cause), None)
+            if similar is not None and similar.case.root_cause:
+                root = self.prompt.render("root_cause_case", case_root_cause=similar.case.root_cause)
+            else:
+                root = self.prompt.render("root_cause_unmatched", department=dep_name, issue=ctx.issue)
+            problem_id = None
+        return DraftResult(
+            department=department,
+            typical_problem_id=problem_id,
+            root_cause=root,
+            reply=reply,
+            drafted_by="offline",
+            prompt_version=self.prompt.version,
+        )

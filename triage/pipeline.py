@@ -1,0 +1,292 @@
+"""triage(complaint) -> Draft: validate, redact, retrieve, route, draft, check.
+
+A valid complaint always gets a complete draft: LLM failures fall back to the offline drafter, and
+an unavailable retrieval backend degrades routing to the classifiers alone; both are recorded on
+the draft (`fallback_reason`, `warnings`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from triage.drafting import (
+    DraftContext,
+    Drafter,
+    DraftResult,
+    LLMDrafter,
+    OfflineDrafter,
+    ScoredCase,
+    ScoredProblem,
+)
+from triage.errors import DraftingError, EmbedderMismatchError, EmbeddingError, VectorStoreError
+from triage.models import Complaint, Draft, Evidence, ProblemMatch, TokenUsage
+from triage.redaction import INSTRUCTION_PLACEHOLDER, mask_pii, redact
+from triage.routing import RoutingResult
+from triage.settings import Settings
+from triage.tokens import TokenCounter
+from triage.workspace import Workspace, _case_from_meta, text_hash
+from vectorstore import Hit
+from vectorstore.store import CASES, PROBLEMS
+
+log = logging.getLogger(__name__)
+_SENTENCE_END = re.compile(r"[。！？!?\n；;]")
+ISSUE_CHARS = 40
+
+
+@dataclass(frozen=True)
+class Exclusions:
+    """Items never retrieved as evidence (an evaluation's own test items)."""
+
+    ids: frozenset[str] = frozenset()
+    text_hashes: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.ids or self.text_hashes)
+
+    def keep(self, hit: Hit) -> bool:
+        return hit.id not in self.ids and hit.metadata.get("text_hash") not in self.text_hashes
+
+
+@dataclass
+class _Prepared:
+    complaint: Complaint
+    text: str  # redacted, instruction-free, budgeted
+    issue: str
+    complaint_tokens: int
+    truncated: bool
+    warnings: list[str] = field(default_factory=list)
+
+
+def restate(complaint: Complaint, redacted_text: str) -> str:
+    """A short restatement of the issue for replies: the title, else the first real sentence."""
+    if complaint.title:
+        source = mask_pii(complaint.title)[0]
+    else:
+        sentences = [s.strip() for s in _SENTENCE_END.split(redacted_text)]
+        source = next((s for s in sentences if len(s) >= 4 and INSTRUCTION_PLACEHOLDER not in s), redacted_text)
+    source = source.strip("“”\"' ，,。")
+    return source if len(source) <= ISSUE_CHARS else source[:ISSUE_CHARS] + "……"
+
+
+class TriagePipeline:
+    """Built from a workspace; `llm` is the configured LLM drafter or None (offline only)."""
+
+    def __init__(self, workspace: Workspace, *, llm: Drafter | None = None, tokens: TokenCounter | None = None):
+        self.ws = workspace
+        self.settings = workspace.settings
+        self.tokens = tokens or TokenCounter(self.settings.tiktoken_encoding)
+        self.llm = llm
+        self.offline = OfflineDrafter()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, workspace: Workspace | None = None) -> TriagePipeline:
+        ws = workspace or Workspace.open(settings)
+        tokens = TokenCounter(settings.tiktoken_encoding)
+        llm: Drafter | None = None
+        if settings.llm_enabled:
+            assert settings.llm_model is not None
+            llm = LLMDrafter(
+                model=settings.llm_model,
+                base_url=settings.llm_base_url,
+                api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+                timeout_s=settings.llm_timeout_s,
+                max_retries=settings.llm_max_retries,
+                temperature=settings.llm_temperature,
+                method=settings.llm_structured_method,
+                tokens=tokens,
+            )
+        return cls(ws, llm=llm, tokens=tokens)
+
+    # -- steps -----------------------------------------------------------------------------
+    def _prepare(self, complaint: Complaint) -> _Prepared:
+        r = redact(complaint.text)
+        text, truncated = self.tokens.truncate(r.text, self.settings.max_complaint_tokens)
+        warnings = []
+        if r.instructions_removed:
+            warnings.append(f"removed {r.instructions_removed} instruction-like sentence(s) from the complaint text")
+        if truncated:
+            warnings.append(f"complaint text truncated to {self.settings.max_complaint_tokens} tokens")
+        return _Prepared(
+            complaint=complaint,
+            text=text,
+            issue=restate(complaint, r.text),
+            complaint_tokens=self.tokens.count(r.text),
+            truncated=truncated,
+            warnings=warnings,
+        )
+
+    def _retrieve(self, texts: list[str], exclude: Exclusions) -> tuple[list[list[Hit]], list[list[Hit]], str | None]:
+        s = self.settings
+        extra = 10 if exclude else 0
+        try:
+            problems = self.ws.search(texts, collection=PROBLEMS, k=s.top_k_problems)
+            cases = self.ws.search(texts, collection=CASES, k=s.top_k_cases + extra) if s.top_k_cases else None
+        except EmbedderMismatchError:
+            raise
+        except (VectorStoreError, EmbeddingError) as exc:
+            log.warning("retrieval unavailable, routing without neighbours: %s", exc)
+            empty: list[list[Hit]] = [[] for _ in texts]
+            return empty, [[] for _ in texts], f"retrieval unavailable: {exc}"
+        if cases is None:
+            cases = [[] for _ in texts]
+        cases = [[h for h in hits if exclude.keep(h)][: s.top_k_cases] for hits in cases]
+        return problems, cases, None
+
+    def _match(self, complaint: Complaint, department: str, hits: Sequence[Hit]) -> ScoredProblem | None:
+        """The most similar typical problem of the routed department above the threshold."""
+        best: tuple[float, ScoredProblem] | None = None
+        for h in hits:
+            problem = self.ws.kb.problems_by_id.get(h.id)
+            if problem is None or problem.department != department:
+                continue
+            rank = h.similarity + (0.1 if complaint.service_item in problem.service_items else 0.0)
+            if h.similarity >= self.settings.problem_match_threshold and (best is None or rank > best[0]):
+                best = (rank, ScoredProblem(problem, h.similarity))
+        return best[1] if best else None
+
+    def _draft_one(self, prep: _Prepared, route: RoutingResult, problem_hits: list[Hit], case_hits: list[Hit]) -> Draft:
+        kb = self.ws.kb
+        problems = [
+            ScoredProblem(kb.problems_by_id[h.id], h.similarity) for h in problem_hits if h.id in kb.problems_by_id
+        ]
+        cases = [ScoredCase(_case_from_meta(h.id, h.document, h.metadata), h.similarity) for h in case_hits]
+        matched = self._match(prep.complaint, route.department, problem_hits)
+        ctx = DraftContext(
+            complaint=prep.complaint,
+            text=prep.text,
+            issue=prep.issue,
+            top_departments=route.top,
+            problems=problems,
+            matched_problem=matched,
+            cases=cases,
+            kb=kb,
+            reply_days=self.settings.reply_days,
+        )
+        warnings = list(prep.warnings)
+        fallback = None
+        result: DraftResult | None = None
+        if self.llm is not None:
+            try:
+                result = self._checked_llm(self.llm.draft(ctx), ctx, warnings)
+            except DraftingError as exc:
+                fallback = exc.reason
+            except Exception as exc:  # the invariant: a valid complaint always gets a draft
+                log.exception("llm drafter failed unexpectedly")
+                fallback = f"llm drafter error: {type(exc).__name__}: {exc}"
+        if result is None:
+            result = self.offline.draft(ctx)
+        reply, found = mask_pii(result.reply)
+        if found:
+            warnings.append("personal data removed from the reply draft")
+        root_cause = mask_pii(result.root_cause)[0]
+        score = next((s.score for s in route.top if s.department == result.department), route.confidence)
+        problem = kb.problems_by_id.get(result.typical_problem_id) if result.typical_problem_id else None
+        sim = next((p.similarity for p in problems if problem and p.problem.id == problem.id), 0.0)
+        evidence = [
+            Evidence(
+                kind="typical_problem",
+                id=p.problem.id,
+                similarity=round(p.similarity, 4),
+                department=p.problem.department,
+                title=p.problem.title,
+            )
+            for p in problems
+        ] + [
+            Evidence(
+                kind="past_case",
+                id=c.case.id,
+                similarity=round(c.similarity, 4),
+                department=c.case.department,
+                title=c.case.title,
+            )
+            for c in cases
+        ]
+        tokens = result.tokens.model_copy(
+            update={"complaint": prep.complaint_tokens, "estimated": self.tokens.estimated}
+        )
+        return Draft(
+            department=result.department,
+            top_departments=route.top,
+            typical_problem=(
+                ProblemMatch(
+                    id=problem.id,
+                    title=problem.title,
+                    department=problem.department,
+                    similarity=round(sim, 4),
+                )
+                if problem
+                else None
+            ),
+            possible_new_problem=problem is None,
+            no_match_reason=None if problem else self._no_match_reason(problems, result.department),
+            root_cause=root_cause,
+            reply=reply,
+            confidence=round(min(1.0, max(0.0, score)), 4),
+            evidence=evidence,
+            drafted_by=result.drafted_by,
+            prompt_version=result.prompt_version,
+            fallback_reason=fallback,
+            tokens=tokens,
+            truncated=prep.truncated,
+            warnings=warnings,
+        )
+
+    def _no_match_reason(self, problems: Sequence[ScoredProblem], department: str) -> str:
+        own = [p for p in problems if p.problem.department == department]
+        if not self.ws.kb.problems:
+            return "no typical problems in the knowledge base"
+        if not own:
+            return f"no typical problem of {department} among the nearest; possible new problem"
+        return (
+            f"nearest typical problem of {department} ({own[0].problem.id}) has similarity "
+            f"{own[0].similarity:.2f} < {self.settings.problem_match_threshold:.2f}; possible new problem"
+        )
+
+    def _checked_llm(self, result: DraftResult, ctx: DraftContext, warnings: list[str]) -> DraftResult:
+        """Routing stays grounded: the LLM may choose among the candidates, not outside them."""
+        candidates = [s.department for s in ctx.top_departments]
+        if result.department not in candidates:
+            warnings.append(
+                f"LLM chose {result.department}, outside the retrieval-grounded candidates; kept {candidates[0]}"
+            )
+            result.department = candidates[0]
+        problem = self.ws.kb.problems_by_id.get(result.typical_problem_id or "")
+        if problem is not None and problem.department != result.department:
+            warnings.append(f"LLM matched {problem.id} of {problem.department}; replaced by retrieval's match")
+            m = ctx.matched_problem
+            result.typical_problem_id = m.problem.id if m and m.problem.department == result.department else None
+        return result
+
+    # -- public ----------------------------------------------------------------------------
+    def triage(self, complaint: Complaint) -> Draft:
+        return self.triage_many([complaint])[0]
+
+    def triage_many(self, complaints: Sequence[Complaint], *, exclude: Exclusions | None = None) -> list[Draft]:
+        """Drafts for complaints in order; retrieval and routing are batched."""
+        if not complaints:
+            return []
+        exclude = exclude or Exclusions()
+        preps = [self._prepare(c) for c in complaints]
+        texts = [f"{mask_pii(p.complaint.title)[0]}。{p.text}" if p.complaint.title else p.text for p in preps]
+        problem_hits, case_hits, degraded = self._retrieve(texts, exclude)
+        model, router = self.ws.text_model, self.ws.router
+        assert model is not None and router is not None
+        x = model.sparse(texts)
+        routes = router.route(x, model.dense_from_sparse(x), case_hits, problem_hits)
+        drafts = []
+        for prep, route, ph, ch in zip(preps, routes, problem_hits, case_hits, strict=True):
+            if degraded:
+                prep.warnings.append(degraded)
+            drafts.append(self._draft_one(prep, route, ph, ch))
+        return drafts
+
+
+def text_key(text: str) -> str:
+    """The hash under which a complaint text is excluded from retrieval."""
+    return text_hash(redact(text).text)
+
+
+__all__ = ["Exclusions", "TokenUsage", "TriagePipeline", "restate", "text_key"]

@@ -1,0 +1,70 @@
+"""One typed settings object, read from TRIAGE_* environment variables and an optional .env file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; the README's configuration table is written from this class."""
+
+    model_config = SettingsConfigDict(env_prefix="TRIAGE_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path(".triage"), description="Workspace: knowledge base, models, Chroma data.")
+
+    # Vector store
+    chroma_url: str | None = Field(None, description="Chroma server URL; unset = embedded Chroma in data_dir.")
+    chroma_api_key: SecretStr | None = Field(None, description="Sent as x-chroma-token to a Chroma server.")
+
+    # Embeddings
+    embeddings: Literal["offline", "openai"] = Field("offline", description="Embedder for retrieval.")
+    embedding_model: str = Field("text-embedding-3-small", description="Model for embeddings=openai.")
+    embedding_base_url: str | None = Field(None, description="OpenAI-compatible embeddings endpoint.")
+    embedding_api_key: SecretStr | None = Field(None, description="Key for the embeddings endpoint.")
+    offline_embedding_dim: int = Field(256, ge=16, le=2048, description="Dimensions of the offline embedder.")
+
+    # LLM drafter
+    llm_model: str | None = Field(None, description="Chat model name; unset = offline drafter only.")
+    llm_base_url: str | None = Field(None, description="OpenAI-compatible base URL (OpenAI, DeepSeek, vLLM...).")
+    llm_api_key: SecretStr | None = Field(None, description="Key for the LLM endpoint.")
+    llm_timeout_s: float = Field(30.0, gt=0, description="Per-request timeout in seconds.")
+    llm_max_retries: int = Field(2, ge=0, le=10, description="Client retries on 429/5xx/timeouts.")
+    llm_temperature: float = Field(0.2, ge=0, le=2, description="Sampling temperature.")
+    llm_structured_method: Literal["json_mode", "json_schema", "function_calling"] = Field(
+        "json_mode", description="How structured output is requested from the LLM."
+    )
+
+    # Token budget
+    tiktoken_encoding: str = Field("o200k_base", description="tiktoken encoding for counting tokens.")
+    max_complaint_tokens: int = Field(1500, ge=50, description="Complaint text beyond this is truncated.")
+
+    # Retrieval and matching
+    top_k_problems: int = Field(5, ge=1, le=50, description="Typical problems retrieved per complaint.")
+    top_k_cases: int = Field(8, ge=0, le=100, description="Past cases retrieved per complaint.")
+    problem_match_threshold: float = Field(
+        0.30,
+        ge=0,
+        le=1,
+        description="Below this similarity a complaint is flagged as a possible new problem.",
+    )
+    reply_days: int = Field(5, ge=1, le=60, description="Working days promised in offline reply drafts.")
+
+    @field_validator("chroma_url", "llm_base_url", "embedding_base_url", "llm_model")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @property
+    def llm_enabled(self) -> bool:
+        return self.llm_model is not None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings from the environment, created once on first use (never at import)."""
+    return Settings()

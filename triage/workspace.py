@@ -1,0 +1,274 @@
+"""A workspace: one data directory holding the knowledge base, the fitted models and the vector index.
+
+<data_dir>/kb.json                    the active knowledge base (seeded from the built-in one)
+<data_dir>/models/text_model.joblib   offline text model (TF-IDF + LSA) fitted on the corpus
+<data_dir>/models/router.joblib       the department router
+<data_dir>/corpus/*.txt               optional unlabelled messages, one per line, for the text model
+<data_dir>/chroma/                    embedded Chroma (unless a Chroma server URL is configured)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from triage import knowledge
+from triage.errors import VectorStoreError
+from triage.knowledge import KnowledgeBase
+from triage.models import PastCase, TypicalProblem
+from triage.redaction import redact
+from triage.routing import Router, kb_training_docs
+from triage.settings import Settings
+from vectorstore import Embedder, Hit, OfflineEmbedder, OpenAIEmbedder, TextModel, VectorIndex, make_client
+from vectorstore.store import CASES, PROBLEMS
+
+log = logging.getLogger(__name__)
+
+
+def text_hash(text: str) -> str:
+    """Content hash used to recognise the same complaint text (whitespace-insensitive)."""
+    return hashlib.sha256("".join(text.split()).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Stats:
+    kb_version: str
+    departments: int
+    typical_problems: int
+    service_items: int
+    past_cases: int
+    embedder: str
+    router: str
+    router_history: int
+    data_dir: str
+    chroma: str
+
+
+class Workspace:
+    """Opened by `Workspace.open(settings)`; seeds the built-in knowledge base on first use."""
+
+    def __init__(self, settings: Settings, kb: KnowledgeBase, index: VectorIndex) -> None:
+        self.settings = settings
+        self.kb = kb
+        self.index = index
+        self.data_dir = settings.data_dir
+        self.text_model: TextModel | None = None
+        self.router: Router | None = None
+        self.embedder: Embedder | None = None
+
+    # -- paths -----------------------------------------------------------------------------
+    @property
+    def _kb_path(self) -> Path:
+        return self.data_dir / "kb.json"
+
+    @property
+    def _model_path(self) -> Path:
+        return self.data_dir / "models" / "text_model.joblib"
+
+    @property
+    def _router_path(self) -> Path:
+        return self.data_dir / "models" / "router.joblib"
+
+    # -- opening ---------------------------------------------------------------------------
+    @classmethod
+    def open(cls, settings: Settings) -> Workspace:
+        data_dir = settings.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        kb_path = data_dir / "kb.json"
+        if kb_path.exists():
+            kb = KnowledgeBase.from_json(json.loads(kb_path.read_text(encoding="utf-8")))
+        else:
+            kb = knowledge.builtin()
+            _write_json(kb_path, kb.to_json())
+            log.info("seeded the built-in knowledge base (%s) into %s", kb.version, data_dir)
+        key = settings.chroma_api_key.get_secret_value() if settings.chroma_api_key else None
+        client = make_client(path=data_dir / "chroma", url=settings.chroma_url, api_key=key)
+        ws = cls(settings, kb, VectorIndex(client, prefix="triage"))
+        if ws._model_path.exists() and ws._router_path.exists() and ws.index.built_with(PROBLEMS) is not None:
+            ws.text_model = TextModel.load(ws._model_path)
+            ws.router = Router.load(ws._router_path)
+            ws.embedder = ws._make_embedder(ws.text_model)
+        else:
+            ws.reindex()
+        return ws
+
+    def _make_embedder(self, model: TextModel) -> Embedder:
+        s = self.settings
+        if s.embeddings == "openai":
+            return OpenAIEmbedder(
+                model=s.embedding_model,
+                base_url=s.embedding_base_url,
+                api_key=s.embedding_api_key.get_secret_value() if s.embedding_api_key else None,
+                timeout_s=s.llm_timeout_s,
+                max_retries=s.llm_max_retries,
+            )
+        return OfflineEmbedder(model)
+
+    # -- knowledge -------------------------------------------------------------------------
+    def load_kb(self, kb: KnowledgeBase) -> None:
+        """Replace the knowledge base; past cases whose department left the taxonomy are kept but unused."""
+        _write_json(self._kb_path, kb.to_json())
+        self.kb = kb
+        self.reindex()
+
+    def past_cases(self) -> list[PastCase]:
+        cases = []
+        for case_id, document, meta in self.index.all_documents(CASES):
+            cases.append(_case_from_meta(case_id, document, meta))
+        return cases
+
+    def _unlabelled_corpus(self) -> list[str]:
+        lines: list[str] = []
+        for path in sorted((self.data_dir / "corpus").glob("*.txt")):
+            lines.extend(line for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+        return lines
+
+    def reindex(self) -> None:
+        """Refit the text model on all the workspace's text, rebuild both collections, retrain the router."""
+        cases = self.past_cases() if self.index.built_with(CASES) is not None else []
+        corpus = [t for t, _ in kb_training_docs(self.kb)]
+        corpus += sorted(self.kb.service_items())
+        corpus += [c.text for c in cases]
+        corpus += self._unlabelled_corpus()
+        model = TextModel.fit(corpus, dim=self.settings.offline_embedding_dim)
+        embedder = self._make_embedder(model)
+        self.index.recreate(PROBLEMS, embedder=embedder.fingerprint)
+        if self.kb.problems:
+            self._upsert_problems(self.kb.problems, embedder)
+        self.index.recreate(CASES, embedder=embedder.fingerprint)
+        self.text_model, self.embedder = model, embedder
+        if cases:
+            self._upsert_cases(cases)
+        model.save(self._model_path)
+        self.retrain_router(cases)
+        log.info(
+            "reindexed: %d typical problems, %d past cases, %s",
+            len(self.kb.problems),
+            len(cases),
+            embedder.fingerprint,
+        )
+
+    def retrain_router(self, cases: Sequence[PastCase] | None = None) -> None:
+        assert self.text_model is not None
+        history = [(c.text, c.department) for c in (self.past_cases() if cases is None else cases)]
+        self.router = Router.train(kb=self.kb, model=self.text_model, history=history)
+        self.router.save(self._router_path)
+
+    def _upsert_problems(self, problems: Sequence[TypicalProblem], embedder: Embedder) -> None:
+        texts = [redact(p.search_text()).text for p in problems]
+        self.index.upsert(
+            PROBLEMS,
+            embedder=embedder.fingerprint,
+            ids=[p.id for p in problems],
+            embeddings=embedder.embed(texts),
+            documents=texts,
+            metadatas=[{"department": p.department, "title": p.title, "status": p.status.value} for p in problems],
+        )
+
+    # -- history ---------------------------------------------------------------------------
+    def add_past_cases(self, cases: Iterable[PastCase], *, batch: int = 1000) -> int:
+        """Index resolved cases for retrieval (text redacted first); routing learns them at the next retrain."""
+        count = 0
+        chunk: list[PastCase] = []
+        for case in cases:
+            chunk.append(case)
+            if len(chunk) >= batch:
+                count += self._upsert_cases(chunk)
+                chunk = []
+        if chunk:
+            count += self._upsert_cases(chunk)
+        return count
+
+    def _upsert_cases(self, cases: Sequence[PastCase]) -> int:
+        assert self.embedder is not None
+        redacted = [
+            c.model_copy(
+                update={
+                    "text": redact(c.text).text,
+                    "reply": redact(c.reply).text if c.reply else None,
+                    "root_cause": redact(c.root_cause).text if c.root_cause else None,
+                }
+            )
+            for c in cases
+        ]
+        self.index.upsert(
+            CASES,
+            embedder=self.embedder.fingerprint,
+            ids=[c.id for c in redacted],
+            embeddings=self.embedder.embed([c.text for c in redacted]),
+            documents=[c.text for c in redacted],
+            metadatas=[_case_meta(c) for c in redacted],
+        )
+        return len(redacted)
+
+    # -- retrieval -------------------------------------------------------------------------
+    def search(self, texts: Sequence[str], *, collection: str, k: int) -> list[list[Hit]]:
+        """Nearest items per text (texts must already be redacted)."""
+        assert self.embedder is not None
+        vectors = self.embedder.embed(texts)
+        return self.index.query(collection, embedder=self.embedder.fingerprint, embeddings=vectors, k=k)
+
+    def stats(self) -> Stats:
+        assert self.embedder is not None and self.router is not None
+        return Stats(
+            kb_version=self.kb.version,
+            departments=len(self.kb.departments),
+            typical_problems=len(self.kb.problems),
+            service_items=len(self.kb.service_items()),
+            past_cases=self.index.count(CASES),
+            embedder=self.embedder.fingerprint,
+            router=self.router.fingerprint,
+            router_history=self.router.n_history,
+            data_dir=str(self.data_dir),
+            chroma=self.settings.chroma_url or str(self.data_dir / "chroma"),
+        )
+
+    def check_ready(self) -> None:
+        """Raise VectorStoreError unless both collections answer with the configured embedder."""
+        assert self.embedder is not None
+        for name in (PROBLEMS, CASES):
+            self.index.check(name, embedder=self.embedder.fingerprint)
+        if self.index.count(PROBLEMS) != len(self.kb.problems):
+            raise VectorStoreError("typical problem collection is out of date; run `triage kb reindex`")
+
+
+def _case_meta(c: PastCase) -> dict[str, Any]:
+    return {
+        "department": c.department,
+        "title": c.title,
+        "typical_problem_id": c.typical_problem_id,
+        "root_cause": c.root_cause,
+        "reply": c.reply,
+        "channel": c.channel,
+        "created_at": c.created_at,
+        "source": c.source,
+        "text_hash": text_hash(c.text),
+    }
+
+
+def _case_from_meta(case_id: str, document: str, meta: Any) -> PastCase:
+    m = dict(meta or {})
+    return PastCase(
+        id=case_id,
+        text=document,
+        department=str(m.get("department", "")),
+        title=m.get("title"),
+        typical_problem_id=m.get("typical_problem_id"),
+        root_cause=m.get("root_cause"),
+        reply=m.get("reply"),
+        channel=m.get("channel"),
+        created_at=m.get("created_at"),
+        source=m.get("source", "imported"),
+    )
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+    tmp.replace(path)
