@@ -29,6 +29,7 @@ from triage.settings import Settings
 from triage.tokens import TokenCounter
 from triage.workspace import Workspace, _case_from_meta, text_hash
 from vectorstore import Hit
+from vectorstore.embedders import SparseMatrix
 from vectorstore.store import CASES, PROBLEMS
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class TriagePipeline:
         self.tokens = tokens or TokenCounter(self.settings.tiktoken_encoding)
         self.llm = llm
         self.offline = OfflineDrafter()
+        self._problem_cache: tuple[str, list[str], SparseMatrix] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, workspace: Workspace | None = None) -> TriagePipeline:
@@ -118,12 +120,17 @@ class TriagePipeline:
             warnings=warnings,
         )
 
-    def _retrieve(self, texts: list[str], exclude: Exclusions) -> tuple[list[list[Hit]], list[list[Hit]], str | None]:
+    def _retrieve(
+        self, texts: list[str], x: SparseMatrix, exclude: Exclusions
+    ) -> tuple[list[list[Hit]], list[list[Hit]], str | None]:
         s = self.settings
         extra = 10 if exclude else 0
         try:
-            problems = self.ws.search(texts, collection=PROBLEMS, k=s.top_k_problems)
-            cases = self.ws.search(texts, collection=CASES, k=s.top_k_cases + extra) if s.top_k_cases else None
+            vectors = self.ws.embed_queries(texts, x)
+            problems = self.ws.search_vectors(vectors, collection=PROBLEMS, k=s.top_k_problems)
+            cases = (
+                self.ws.search_vectors(vectors, collection=CASES, k=s.top_k_cases + extra) if s.top_k_cases else None
+            )
         except EmbedderMismatchError:
             raise
         except (VectorStoreError, EmbeddingError) as exc:
@@ -135,25 +142,50 @@ class TriagePipeline:
         cases = [[h for h in hits if exclude.keep(h)][: s.top_k_cases] for hits in cases]
         return problems, cases, None
 
-    def _match(self, complaint: Complaint, department: str, hits: Sequence[Hit]) -> ScoredProblem | None:
-        """The most similar typical problem of the routed department above the threshold."""
+    def _problem_vectors(self) -> tuple[list[str], SparseMatrix]:
+        """Lexical TF-IDF rows of every typical problem, cached per text model."""
+        model = self.ws.text_model
+        assert model is not None
+        key = model.fingerprint
+        if self._problem_cache is None or self._problem_cache[0] != key:
+            problems = self.ws.kb.problems
+            rows = model.sparse([redact(p.search_text()).text for p in problems]) if problems else None
+            self._problem_cache = (key, [p.id for p in problems], rows)
+        return self._problem_cache[1], self._problem_cache[2]
+
+    def _match_scores(self, x_row: SparseMatrix, hits: Sequence[Hit]) -> dict[str, float]:
+        """Match score per retrieved problem: mean of embedding similarity and lexical TF-IDF cosine.
+
+        The lexical half keeps the score comparable across embedders and knowledge-base sizes (an
+        LSA space fitted on a small corpus makes unrelated texts look similar).
+        """
+        ids, rows = self._problem_vectors()
+        if rows is None or not hits:
+            return {}
+        lexical = dict(zip(ids, (rows @ x_row.T).toarray().ravel().tolist(), strict=True))
+        return {h.id: round(0.5 * (h.similarity + min(1.0, lexical.get(h.id, 0.0))), 4) for h in hits}
+
+    def _match(self, complaint: Complaint, department: str, scores: dict[str, float]) -> ScoredProblem | None:
+        """The best-scoring typical problem of the routed department at or above the threshold."""
         best: tuple[float, ScoredProblem] | None = None
-        for h in hits:
-            problem = self.ws.kb.problems_by_id.get(h.id)
+        for pid, score in scores.items():
+            problem = self.ws.kb.problems_by_id.get(pid)
             if problem is None or problem.department != department:
                 continue
-            rank = h.similarity + (0.1 if complaint.service_item in problem.service_items else 0.0)
-            if h.similarity >= self.settings.problem_match_threshold and (best is None or rank > best[0]):
-                best = (rank, ScoredProblem(problem, h.similarity))
+            rank = score + (0.1 if complaint.service_item in problem.service_items else 0.0)
+            if score >= self.settings.problem_match_threshold and (best is None or rank > best[0]):
+                best = (rank, ScoredProblem(problem, score))
         return best[1] if best else None
 
-    def _draft_one(self, prep: _Prepared, route: RoutingResult, problem_hits: list[Hit], case_hits: list[Hit]) -> Draft:
+    def _draft_one(
+        self, prep: _Prepared, route: RoutingResult, x_row: SparseMatrix, problem_hits: list[Hit], case_hits: list[Hit]
+    ) -> Draft:
         kb = self.ws.kb
-        problems = [
-            ScoredProblem(kb.problems_by_id[h.id], h.similarity) for h in problem_hits if h.id in kb.problems_by_id
-        ]
+        scores = self._match_scores(x_row, problem_hits)
+        problems = [ScoredProblem(kb.problems_by_id[i], s) for i, s in scores.items() if i in kb.problems_by_id]
+        problems.sort(key=lambda p: -p.similarity)
         cases = [ScoredCase(_case_from_meta(h.id, h.document, h.metadata), h.similarity) for h in case_hits]
-        matched = self._match(prep.complaint, route.department, problem_hits)
+        matched = self._match(prep.complaint, route.department, scores)
         ctx = DraftContext(
             complaint=prep.complaint,
             text=prep.text,
@@ -271,16 +303,16 @@ class TriagePipeline:
         exclude = exclude or Exclusions()
         preps = [self._prepare(c) for c in complaints]
         texts = [f"{mask_pii(p.complaint.title)[0]}。{p.text}" if p.complaint.title else p.text for p in preps]
-        problem_hits, case_hits, degraded = self._retrieve(texts, exclude)
         model, router = self.ws.text_model, self.ws.router
         assert model is not None and router is not None
         x = model.sparse(texts)
+        problem_hits, case_hits, degraded = self._retrieve(texts, x, exclude)
         routes = router.route(x, model.dense_from_sparse(x), case_hits, problem_hits)
         drafts = []
-        for prep, route, ph, ch in zip(preps, routes, problem_hits, case_hits, strict=True):
+        for i, (prep, route, ph, ch) in enumerate(zip(preps, routes, problem_hits, case_hits, strict=True)):
             if degraded:
                 prep.warnings.append(degraded)
-            drafts.append(self._draft_one(prep, route, ph, ch))
+            drafts.append(self._draft_one(prep, route, x[i], ph, ch))
         return drafts
 
 

@@ -25,6 +25,7 @@ from triage.redaction import redact
 from triage.routing import Router, kb_training_docs
 from triage.settings import Settings
 from vectorstore import Embedder, Hit, OfflineEmbedder, OpenAIEmbedder, TextModel, VectorIndex, make_client
+from vectorstore.embedders import Matrix, SparseMatrix
 from vectorstore.store import CASES, PROBLEMS
 
 log = logging.getLogger(__name__)
@@ -207,11 +208,20 @@ class Workspace:
         return len(redacted)
 
     # -- retrieval -------------------------------------------------------------------------
+    def embed_queries(self, texts: Sequence[str], sparse_rows: SparseMatrix | None = None) -> Matrix:
+        """Query vectors for redacted texts; reuses TF-IDF rows already computed for routing."""
+        assert self.embedder is not None and self.text_model is not None
+        if sparse_rows is not None and isinstance(self.embedder, OfflineEmbedder):
+            return self.text_model.dense_from_sparse(sparse_rows)
+        return self.embedder.embed(texts)
+
+    def search_vectors(self, vectors: Matrix, *, collection: str, k: int) -> list[list[Hit]]:
+        assert self.embedder is not None
+        return self.index.query(collection, embedder=self.embedder.fingerprint, embeddings=vectors, k=k)
+
     def search(self, texts: Sequence[str], *, collection: str, k: int) -> list[list[Hit]]:
         """Nearest items per text (texts must already be redacted)."""
-        assert self.embedder is not None
-        vectors = self.embedder.embed(texts)
-        return self.index.query(collection, embedder=self.embedder.fingerprint, embeddings=vectors, k=k)
+        return self.search_vectors(self.embed_queries(texts), collection=collection, k=k)
 
     def stats(self) -> Stats:
         assert self.embedder is not None and self.router is not None

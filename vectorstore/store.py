@@ -154,13 +154,12 @@ class VectorIndex:
     ) -> list[list[Hit]]:
         """Top-k hits per query vector, most similar first."""
         col = self.check(name, embedder=embedder)
-        n = self.count(name)
-        if n == 0 or k <= 0 or len(embeddings) == 0:
+        if k <= 0 or len(embeddings) == 0:
             return [[] for _ in range(len(embeddings))]
         with _mapped_errors(f"query '{name}'"):
-            result = col.query(
+            result = col.query(  # n_results above the collection size returns what there is
                 query_embeddings=np.asarray(embeddings, dtype=np.float32),
-                n_results=min(k, n),
+                n_results=k,
                 where=dict(where) if where else None,
                 include=["documents", "metadatas", "distances"],
             )

@@ -6,6 +6,8 @@ valid complaint: every value it needs has a default.
 
 from __future__ import annotations
 
+import re
+
 import prompts
 from triage.drafting.base import DraftContext, DraftResult
 from triage.models import Channel
@@ -29,10 +31,29 @@ def _contact(ctx: DraftContext, department: str) -> str:
     return DEFAULT_CONTACT
 
 
+_INSTRUCTING = re.compile(r"^(?:告知|提示|引导|建议)(?P<who>[^，。：:可]{0,8}?)(?P<can>可以|可|：|:|，)")
+
+
+_SUBJECT = re.compile(
+    r"^(?P<verb>告知|提示|引导|建议)(?:市民|群众|企业|居民|申请人|家长|家属|职工|参保人|业主|老人|车主|购房人|纳税人|当事人|用户|消费者|创业者|乘客|司机)"
+)
+_ACTION_STARTS = set("在先到向通携登按及尽联查持")
+
+
 def _guidance(text: str) -> str:
+    """Reply guidance is written to caseworkers ("告知市民可…"); address the citizen instead ("您可…")."""
     text = text.strip()
     if not text:
         return ""
+    match = _INSTRUCTING.match(text)
+    subject = _SUBJECT.match(text)
+    if match:
+        rest = text[match.end() :].lstrip("：:，, ")
+        text = "您可" + rest if match.group("can") in {"可", "可以"} else rest
+    elif subject:
+        rest = text[subject.end() :]
+        verb = "建议您" if subject.group("verb") == "建议" else ("请您" if rest[:1] in _ACTION_STARTS else "")
+        text = verb + rest
     return text if text.endswith(("。", "！", "？")) else text + "。"
 
 

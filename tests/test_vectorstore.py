@@ -1,0 +1,153 @@
+"""Real Chroma (embedded and server), similarity not distance, embedder bookkeeping."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import complaint
+from tests.fakes.openai_server import ScriptedOpenAI
+from triage.errors import EmbedderMismatchError, VectorStoreError
+from triage.models import PastCase
+from triage.pipeline import TriagePipeline
+from triage.settings import Settings
+from triage.workspace import Workspace
+from vectorstore import VectorIndex, make_client
+from vectorstore.store import CASES, PROBLEMS
+
+
+def test_collections_use_cosine_and_return_similarity(tmp_path: Path) -> None:
+    index = VectorIndex(make_client(path=tmp_path / "chroma"))
+    index.recreate("unit", embedder="fake:1")
+    vectors = np.eye(4, dtype=np.float32)
+    vectors[3] = [-1, 0, 0, 0]  # opposite of the first
+    index.upsert(
+        "unit",
+        embedder="fake:1",
+        ids=list("abcd"),
+        embeddings=vectors,
+        documents=list("abcd"),
+        metadatas=[{"department": "x"}] * 4,
+    )
+    hits = index.query("unit", embedder="fake:1", embeddings=vectors[:1], k=4)[0]
+    assert hits[0].id == "a" and hits[0].similarity == pytest.approx(1.0, abs=1e-5)
+    assert {h.id: h.similarity for h in hits}["b"] == pytest.approx(0.0, abs=1e-5)
+    assert {h.id: h.similarity for h in hits}["d"] == 0.0  # distance 2 clipped, never negative
+    col = index.check("unit", embedder="fake:1")
+    assert col.configuration["hnsw"]["space"] == "cosine"
+
+
+def test_querying_with_another_embedder_names_reindex(workspace_dir: Path, llm_server: ScriptedOpenAI) -> None:
+    settings = Settings(
+        data_dir=workspace_dir,
+        embeddings="openai",
+        embedding_model="fake-embed",
+        embedding_base_url=llm_server.base_url,
+        embedding_api_key="sk-test",
+    )
+    pipeline = TriagePipeline.from_settings(settings)
+    with pytest.raises(EmbedderMismatchError) as info:
+        pipeline.triage(complaint("社保卡补办太慢"))
+    assert "triage kb reindex" in str(info.value)
+    assert info.value.built_with.startswith("offline:") and info.value.configured.startswith("openai:fake-embed")
+
+
+def test_openai_embeddings_after_reindex_and_no_pii_sent(workspace_dir: Path, llm_server: ScriptedOpenAI) -> None:
+    settings = Settings(
+        data_dir=workspace_dir,
+        embeddings="openai",
+        embedding_model="fake-embed",
+        embedding_base_url=llm_server.base_url,
+        embedding_api_key="sk-test",
+    )
+    offline = Workspace.open(Settings(data_dir=workspace_dir))
+    offline.add_past_cases([PastCase(id="C1", text="手机13912345678的张先生反映社保卡补办慢", department="市人社局")])
+    ws = Workspace.open(settings)
+    ws.reindex()  # re-embeds typical problems and the past case through the endpoint
+    assert ws.index.count(CASES) == 1
+    assert ws.index.built_with(PROBLEMS) == "openai:fake-embed@" + llm_server.base_url
+    draft = TriagePipeline.from_settings(settings, ws).triage(complaint("我的电话13812345678，社保卡补办太慢"))
+    assert draft.department in ws.kb.by_name
+    sent = b"".join(llm_server.raw_bodies).decode()
+    assert "13812345678" not in sent and "13912345678" not in sent
+    assert any(r["path"].endswith("/embeddings") for r in llm_server.requests)
+
+
+def test_past_cases_are_retrieved_as_evidence_and_stored_redacted(workspace_dir: Path) -> None:
+    settings = Settings(data_dir=workspace_dir)
+    ws = Workspace.open(settings)
+    ws.add_past_cases(
+        [
+            PastCase(
+                id="H1",
+                text="小区电梯坏了三个月物业不修，联系13812345678",
+                department="市住建委",
+                root_cause="维修资金申请流程长",
+                reply="已督促物业维修",
+            ),
+        ]
+    )
+    stored = ws.past_cases()
+    assert stored[0].text == "小区电梯坏了三个月物业不修，联系[手机号]"
+    draft = TriagePipeline.from_settings(settings, ws).triage(complaint("我们小区电梯坏了好几个月，物业一直拖着不修"))
+    evidence = [e for e in draft.evidence if e.kind == "past_case"]
+    assert evidence and evidence[0].id == "H1" and 0 < evidence[0].similarity <= 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def chroma_server(tmp_path: Path) -> Iterator[str]:
+    """A real `chroma run` server on 127.0.0.1."""
+    port = _free_port()
+    exe = Path(sys.executable).parent / "chroma"
+    proc = subprocess.Popen(
+        [str(exe), "run", "--path", str(tmp_path / "server-data"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            make_client(path=tmp_path, url=url)
+            break
+        except VectorStoreError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise
+            time.sleep(0.3)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_chroma_server_mode(tmp_path: Path, chroma_server: str) -> None:
+    settings = Settings(data_dir=tmp_path / "ws", chroma_url=chroma_server)
+    ws = Workspace.open(settings)
+    assert not (tmp_path / "ws" / "chroma").exists()  # nothing embedded
+    assert ws.index.count(PROBLEMS) == len(ws.kb.problems)
+    ws.add_past_cases([PastCase(id="S1", text="出入境预约暑假约不到号", department="市公安局")])
+    assert ws.index.count(CASES) == 1
+    draft = TriagePipeline.from_settings(settings, ws).triage(complaint("暑假办护照预约不到号"))
+    assert draft.department == "市公安局"
+    assert draft.typical_problem is not None and draft.typical_problem.id == "TP-GA-001"
+
+
+def test_unreachable_chroma_server_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(VectorStoreError) as info:
+        Workspace.open(Settings(data_dir=tmp_path, chroma_url=f"http://127.0.0.1:{_free_port()}"))
+    assert "vector store failed to connect" in str(info.value)
