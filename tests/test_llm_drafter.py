@@ -143,3 +143,9 @@ def test_injection_in_complaint_does_not_move_routing(pipeline_for, llm_server: 
     assert draft.department == "市医保局"
     assert "市税务局" not in [s.department for s in draft.top_departments]
     assert any("outside the retrieval-grounded candidates" in w for w in draft.warnings)
+
+
+def test_a_reply_citing_a_document_number_is_flagged(pipeline_for, llm_server: ScriptedOpenAI) -> None:  # type: ignore[no-untyped-def]
+    llm_server.default = Step.answer({**GOOD, "reply": GOOD["reply"] + "依据沪医保规〔2023〕12号文件办理。"})
+    draft = pipeline_for().triage(YIDI)
+    assert any("document number" in w for w in draft.warnings)

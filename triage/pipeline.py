@@ -35,6 +35,10 @@ from vectorstore.store import CASES, PROBLEMS
 log = logging.getLogger(__name__)
 _SENTENCE_END = re.compile(r"[。！？!?\n；;]")
 ISSUE_CHARS = 40
+# Policy document numbers such as 沪府办发〔2023〕12号: a draft must not invent them.
+_DOCUMENT_NUMBER = re.compile(
+    r"[〔\[［(（]\s*(?:19|20)\d{2}\s*[〕\]］)）]\s*第?\s*\d+\s*号|[发函字令]\s*第?\s*\d+\s*号"
+)
 
 
 @dataclass(frozen=True)
@@ -213,6 +217,8 @@ class TriagePipeline:
         reply, found = mask_pii(result.reply)
         if found:
             warnings.append("personal data removed from the reply draft")
+        if _DOCUMENT_NUMBER.search(reply):
+            warnings.append("the reply cites a document number; verify it against the actual policy before sending")
         root_cause = mask_pii(result.root_cause)[0]
         score = next((s.score for s in route.top if s.department == result.department), route.confidence)
         problem = kb.problems_by_id.get(result.typical_problem_id) if result.typical_problem_id else None
@@ -302,7 +308,13 @@ class TriagePipeline:
             return []
         exclude = exclude or Exclusions()
         preps = [self._prepare(c) for c in complaints]
-        texts = [f"{mask_pii(p.complaint.title)[0]}。{p.text}" if p.complaint.title else p.text for p in preps]
+        # The placeholder tells an LLM that something was removed; routing and retrieval must see
+        # exactly what they would have seen without the injected sentence.
+        texts = [
+            (f"{mask_pii(p.complaint.title)[0]}。" if p.complaint.title else "")
+            + p.text.replace(INSTRUCTION_PLACEHOLDER, "")
+            for p in preps
+        ]
         model, router = self.ws.text_model, self.ws.router
         assert model is not None and router is not None
         x = model.sparse(texts)

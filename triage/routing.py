@@ -1,17 +1,22 @@
 """Department scores from what the workspace knows: the knowledge base, its history, the neighbours.
 
-Three signals, each a probability over departments, mixed with fixed weights:
-- a linear SVM on character n-gram TF-IDF (precise on vocabulary seen in history);
-- logistic regression on the LSA vectors (generalises from few examples: LSA is fitted on all the
-  workspace's text, labelled or not);
-- a similarity-weighted vote of the retrieved past cases and typical problems.
+Three signals, each a probability over departments:
+- `svm`: a linear SVM on character n-gram TF-IDF (precise on vocabulary seen in history);
+- `lsa`: logistic regression on the LSA vectors (generalises from few examples: LSA is fitted on
+  all the workspace's text, labelled or not);
+- `knn`: a similarity-weighted vote of the retrieved past cases and typical problems.
 Both classifiers train on the knowledge base (department scopes and aliases, typical problems) plus
 every history case, so a workspace routes with no history at all and improves as history grows.
+
+How much each signal counts is learned from the workspace's own history: out-of-fold predictions
+(5-fold cross-validation over the history, the knowledge base always in training) choose the
+mixing weights that maximise macro-F1. With too little history the defaults below apply.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +25,7 @@ import joblib
 import numpy as np
 from numpy.typing import NDArray
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
 from sklearn.svm import LinearSVC
 
 from triage.knowledge import KnowledgeBase
@@ -28,8 +34,12 @@ from vectorstore import Hit, TextModel
 from vectorstore.embedders import SparseMatrix
 
 Array = NDArray[np.float64]
-WEIGHTS = {"svm": 0.4, "lsa": 0.3, "knn": 0.3}
+SIGNALS = ("svm", "lsa", "knn")
+DEFAULT_WEIGHTS = {"svm": 0.5, "lsa": 0.5, "knn": 0.0}
 SVM_TEMPERATURE = 0.25
+MIN_HISTORY_FOR_WEIGHTS = 50
+FOLDS = 5
+KNN_K = 8
 
 
 def kb_training_docs(kb: KnowledgeBase) -> list[tuple[str, str]]:
@@ -57,6 +67,36 @@ def _softmax(scores: Array, temperature: float) -> Array:
     return out
 
 
+def _fit(x: SparseMatrix, z: NDArray[np.float32], labels: NDArray[np.str_]) -> tuple[LinearSVC, LogisticRegression]:
+    svm = LinearSVC(C=0.5, class_weight="balanced").fit(x, labels)
+    lsa = LogisticRegression(C=10.0, max_iter=1000, class_weight="balanced").fit(z, labels)
+    return svm, lsa
+
+
+def _knn_votes(sims: Array, ref_labels: NDArray[np.int64], n_classes: int, k: int = KNN_K) -> Array:
+    """Similarity²-weighted votes of the k most similar references, normalised per row."""
+    votes = np.zeros((sims.shape[0], n_classes))
+    k = min(k, sims.shape[1])
+    if k == 0:
+        return votes
+    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    for row, cols in enumerate(top):
+        np.add.at(votes[row], ref_labels[cols], np.clip(sims[row, cols], 0, 1) ** 2)
+    totals = votes.sum(axis=1, keepdims=True)
+    totals[totals == 0] = 1.0
+    out: Array = votes / totals
+    return out
+
+
+def _weight_grid(step: float = 0.1) -> list[dict[str, float]]:
+    n = round(1 / step)
+    grid = []
+    for a, b in itertools.product(range(n + 1), repeat=2):
+        if a + b <= n:
+            grid.append({"svm": a * step, "lsa": b * step, "knn": (n - a - b) * step})
+    return grid
+
+
 @dataclass
 class RoutingResult:
     top: list[DepartmentScore]
@@ -72,8 +112,11 @@ class Router:
         departments: Sequence[str],
         svm: LinearSVC | None,
         lsa: LogisticRegression | None,
+        *,
         fingerprint: str,
         n_history: int,
+        weights: dict[str, float] | None = None,
+        cv_macro_f1: float | None = None,
     ) -> None:
         self.departments = list(departments)
         self._index = {d: i for i, d in enumerate(self.departments)}
@@ -81,22 +124,62 @@ class Router:
         self.lsa = lsa
         self.fingerprint = fingerprint
         self.n_history = n_history
+        self.weights = weights or dict(DEFAULT_WEIGHTS)
+        self.cv_macro_f1 = cv_macro_f1
 
     @classmethod
     def train(cls, *, kb: KnowledgeBase, model: TextModel, history: Sequence[tuple[str, str]]) -> Router:
-        docs = kb_training_docs(kb) + [(t, d) for t, d in history if d in kb.by_name]
-        texts = [t for t, _ in docs]
-        labels = np.array([d for _, d in docs])
+        kb_docs = kb_training_docs(kb)
+        hist = [(t, d) for t, d in history if d in kb.by_name]
+        texts = [t for t, _ in kb_docs] + [t for t, _ in hist]
+        labels = np.array([d for _, d in kb_docs] + [d for _, d in hist])
         x = model.sparse(texts)
         z = model.dense_from_sparse(x)
         svm = lsa = None
         if len(set(labels)) >= 2:
-            svm = LinearSVC(C=0.5, class_weight="balanced").fit(x, labels)
-            lsa = LogisticRegression(C=10.0, max_iter=2000, class_weight="balanced").fit(z, labels)
+            svm, lsa = _fit(x, z, labels)
+        router = cls(kb.department_names, svm, lsa, fingerprint="", n_history=len(hist))
+        if svm is not None and len(hist) >= MIN_HISTORY_FOR_WEIGHTS:
+            router.weights, router.cv_macro_f1 = router._learn_weights(x, z, labels, n_kb=len(kb_docs))
         digest = hashlib.sha256(model.fingerprint.encode())
         digest.update("\n".join(kb.department_names).encode())
-        digest.update(str(len(docs)).encode())
-        return cls(kb.department_names, svm, lsa, f"router:{digest.hexdigest()[:12]}", len(history))
+        digest.update(str(len(texts)).encode())
+        digest.update(repr(sorted(router.weights.items())).encode())
+        router.fingerprint = f"router:{digest.hexdigest()[:12]}"
+        return router
+
+    def _learn_weights(
+        self, x: SparseMatrix, z: NDArray[np.float32], labels: NDArray[np.str_], *, n_kb: int
+    ) -> tuple[dict[str, float], float]:
+        """Mixing weights that maximise out-of-fold macro-F1 on the history (KB docs always train)."""
+        n = len(labels)
+        hist_idx = np.arange(n_kb, n)
+        folds = np.random.default_rng(0).permutation(len(hist_idx)) % FOLDS
+        y = np.array([self._index[str(label)] for label in labels])
+        oof = {s: np.zeros((len(hist_idx), len(self.departments))) for s in SIGNALS}
+        for f in range(FOLDS):
+            held = hist_idx[folds == f]
+            train = np.concatenate([np.arange(n_kb), hist_idx[folds != f]])
+            if len(set(labels[train])) < 2 or len(held) == 0:
+                continue
+            svm, lsa = _fit(x[train], z[train], labels[train])
+            pos = np.flatnonzero(folds == f)
+            oof["svm"][pos] = self._spread(svm.classes_, _softmax(_linear(x[held], svm), SVM_TEMPERATURE))
+            oof["lsa"][pos] = self._spread(lsa.classes_, _softmax(_linear(z[held], lsa), 1.0))
+            ref = hist_idx[folds != f]
+            oof["knn"][pos] = _knn_votes(z[held] @ z[ref].T, y[ref], len(self.departments))
+        gold = y[hist_idx]
+        best: tuple[float, float, dict[str, float]] | None = None
+        for w in _weight_grid():
+            mix = sum(w[s] * oof[s] for s in SIGNALS)
+            pred = np.argmax(mix, axis=1)
+            score = float(f1_score(gold, pred, average="macro"))
+            # Ties go to the grid point nearer the defaults: no weight moves without evidence.
+            distance = sum(abs(w[s] - DEFAULT_WEIGHTS[s]) for s in SIGNALS)
+            if best is None or (score, -distance) > (best[0], -best[1]):
+                best = (score, distance, w)
+        assert best is not None
+        return {s: round(v, 2) for s, v in best[2].items()}, round(best[0], 4)
 
     def _spread(self, classes: Sequence[str], probs: Array) -> Array:
         out = np.zeros((probs.shape[0], len(self.departments)))
@@ -137,14 +220,16 @@ class Router:
             total_w = 0.0
             for name in ("svm", "lsa"):
                 part = parts[name]
-                if part is not None:
-                    mix += WEIGHTS[name] * part[row]
-                    total_w += WEIGHTS[name]
+                if part is not None and self.weights[name] > 0:
+                    mix += self.weights[name] * part[row]
+                    total_w += self.weights[name]
             knn = self._knn(case_hits[row], problem_hits[row])
-            if knn is not None:
-                mix += WEIGHTS["knn"] * knn
-                total_w += WEIGHTS["knn"]
-            if total_w == 0:  # a single-department taxonomy with nothing retrieved
+            # Without trained classifiers (a one-department taxonomy) the neighbours are all there is.
+            knn_weight = self.weights["knn"] if total_w > 0 else 1.0
+            if knn is not None and knn_weight > 0:
+                mix += knn_weight * knn
+                total_w += knn_weight
+            if total_w == 0:
                 mix[:] = 1.0 / len(self.departments)
             else:
                 mix /= total_w

@@ -47,10 +47,10 @@ class Settings(BaseSettings):
     top_k_problems: int = Field(5, ge=1, le=50, description="Typical problems retrieved per complaint.")
     top_k_cases: int = Field(8, ge=0, le=100, description="Past cases retrieved per complaint.")
     problem_match_threshold: float = Field(
-        0.30,
+        0.35,
         ge=0,
         le=1,
-        description="Below this similarity a complaint is flagged as a possible new problem.",
+        description="Match score (mean of embedding and lexical cosine) below which no typical problem is matched.",
     )
     reply_days: int = Field(5, ge=1, le=60, description="Working days promised in offline reply drafts.")
 
