@@ -21,7 +21,7 @@ from triage.pipeline import TriagePipeline
 from triage.settings import Settings
 from triage.workspace import Workspace
 from vectorstore import VectorIndex, make_client
-from vectorstore.store import CASES, PROBLEMS
+from vectorstore.store import CASES, PROBLEMS, close_client
 
 
 def test_collections_use_cosine_and_return_similarity(tmp_path: Path) -> None:
@@ -95,8 +95,9 @@ def test_past_cases_are_retrieved_as_evidence_and_stored_redacted(workspace_dir:
             ),
         ]
     )
-    stored = ws.past_cases()
-    assert stored[0].text == "小区电梯坏了三个月物业不修，联系[手机号]"
+    assert ws.past_cases()[0].text.endswith("13812345678")  # the database keeps the original
+    indexed = list(ws.index.all_documents(CASES))
+    assert indexed[0][1] == "小区电梯坏了三个月物业不修，联系[手机号]"  # the index holds redacted text
     draft = TriagePipeline.from_settings(settings, ws).triage(complaint("我们小区电梯坏了好几个月，物业一直拖着不修"))
     evidence = [e for e in draft.evidence if e.kind == "past_case"]
     assert evidence and evidence[0].id == "H1" and 0 < evidence[0].similarity <= 1
@@ -123,7 +124,7 @@ def chroma_server(tmp_path: Path) -> Iterator[str]:
     deadline = time.monotonic() + 60
     while True:
         try:
-            make_client(path=tmp_path, url=url)
+            close_client(make_client(path=tmp_path, url=url))
             break
         except VectorStoreError:
             if time.monotonic() > deadline or proc.poll() is not None:
@@ -143,6 +144,7 @@ def test_chroma_server_mode(tmp_path: Path, chroma_server: str) -> None:
     ws.add_past_cases([PastCase(id="S1", text="出入境预约暑假约不到号", department="市公安局")])
     assert ws.index.count(CASES) == 1
     draft = TriagePipeline.from_settings(settings, ws).triage(complaint("暑假办护照预约不到号"))
+    ws.close()
     assert draft.department == "市公安局"
     assert draft.typical_problem is not None and draft.typical_problem.id == "TP-GA-001"
 

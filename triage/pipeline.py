@@ -26,8 +26,9 @@ from triage.models import Complaint, Draft, Evidence, ProblemMatch, TokenUsage
 from triage.redaction import INSTRUCTION_PLACEHOLDER, mask_pii, redact
 from triage.routing import RoutingResult
 from triage.settings import Settings
+from triage.store import content_hash
 from triage.tokens import TokenCounter
-from triage.workspace import Workspace, _case_from_meta, text_hash
+from triage.workspace import Workspace, case_from_hit_meta
 from vectorstore import Hit
 from vectorstore.embedders import SparseMatrix
 from vectorstore.store import CASES, PROBLEMS
@@ -188,7 +189,7 @@ class TriagePipeline:
         scores = self._match_scores(x_row, problem_hits)
         problems = [ScoredProblem(kb.problems_by_id[i], s) for i, s in scores.items() if i in kb.problems_by_id]
         problems.sort(key=lambda p: -p.similarity)
-        cases = [ScoredCase(_case_from_meta(h.id, h.document, h.metadata), h.similarity) for h in case_hits]
+        cases = [ScoredCase(case_from_hit_meta(h.id, h.document, h.metadata), h.similarity) for h in case_hits]
         matched = self._match(prep.complaint, route.department, scores)
         ctx = DraftContext(
             complaint=prep.complaint,
@@ -330,7 +331,7 @@ class TriagePipeline:
 
 def text_key(text: str) -> str:
     """The hash under which a complaint text is excluded from retrieval."""
-    return text_hash(redact(text).text)
+    return content_hash(text)
 
 
 __all__ = ["Exclusions", "TokenUsage", "TriagePipeline", "restate", "text_key"]

@@ -17,6 +17,11 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path(".triage"), description="Workspace: knowledge base, models, Chroma data.")
 
+    # Case database
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL (e.g. postgresql+psycopg://...); unset = SQLite file in data_dir."
+    )
+
     # Vector store
     chroma_url: str | None = Field(None, description="Chroma server URL; unset = embedded Chroma in data_dir.")
     chroma_api_key: SecretStr | None = Field(None, description="Sent as x-chroma-token to a Chroma server.")
@@ -54,7 +59,7 @@ class Settings(BaseSettings):
     )
     reply_days: int = Field(5, ge=1, le=60, description="Working days promised in offline reply drafts.")
 
-    @field_validator("chroma_url", "llm_base_url", "embedding_base_url", "llm_model")
+    @field_validator("chroma_url", "llm_base_url", "embedding_base_url", "llm_model", "database_url")
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value.strip() or None if value is not None else None

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Iterable, Sequence
@@ -24,16 +23,12 @@ from triage.models import PastCase, TypicalProblem
 from triage.redaction import redact
 from triage.routing import Router, kb_training_docs
 from triage.settings import Settings
+from triage.store import HistoryStore, content_hash, database_url, make_engine
 from vectorstore import Embedder, Hit, OfflineEmbedder, OpenAIEmbedder, TextModel, VectorIndex, make_client
 from vectorstore.embedders import Matrix, SparseMatrix
 from vectorstore.store import CASES, PROBLEMS
 
 log = logging.getLogger(__name__)
-
-
-def text_hash(text: str) -> str:
-    """Content hash used to recognise the same complaint text (whitespace-insensitive)."""
-    return hashlib.sha256("".join(text.split()).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -53,14 +48,25 @@ class Stats:
 class Workspace:
     """Opened by `Workspace.open(settings)`; seeds the built-in knowledge base on first use."""
 
-    def __init__(self, settings: Settings, kb: KnowledgeBase, index: VectorIndex) -> None:
+    def __init__(self, settings: Settings, kb: KnowledgeBase, index: VectorIndex, store: HistoryStore) -> None:
         self.settings = settings
         self.kb = kb
         self.index = index
+        self.store = store
         self.data_dir = settings.data_dir
         self.text_model: TextModel | None = None
         self.router: Router | None = None
         self.embedder: Embedder | None = None
+
+    def close(self) -> None:
+        self.index.close()
+        self.store.engine.dispose()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- paths -----------------------------------------------------------------------------
     @property
@@ -89,7 +95,8 @@ class Workspace:
             log.info("seeded the built-in knowledge base (%s) into %s", kb.version, data_dir)
         key = settings.chroma_api_key.get_secret_value() if settings.chroma_api_key else None
         client = make_client(path=data_dir / "chroma", url=settings.chroma_url, api_key=key)
-        ws = cls(settings, kb, VectorIndex(client, prefix="triage"))
+        store = HistoryStore(make_engine(database_url(settings.database_url, data_dir)))
+        ws = cls(settings, kb, VectorIndex(client, prefix="triage"), store)
         if ws._model_path.exists() and ws._router_path.exists() and ws.index.built_with(PROBLEMS) is not None:
             ws.text_model = TextModel.load(ws._model_path)
             ws.router = Router.load(ws._router_path)
@@ -118,24 +125,17 @@ class Workspace:
         self.reindex()
 
     def past_cases(self) -> list[PastCase]:
-        cases = []
-        for case_id, document, meta in self.index.all_documents(CASES):
-            cases.append(_case_from_meta(case_id, document, meta))
-        return cases
-
-    def _unlabelled_corpus(self) -> list[str]:
-        lines: list[str] = []
-        for path in sorted((self.data_dir / "corpus").glob("*.txt")):
-            lines.extend(line for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
-        return lines
+        """Every past case, as stored (original text; redacted only where it leaves the process)."""
+        return list(self.store.cases())
 
     def reindex(self) -> None:
         """Refit the text model on all the workspace's text, rebuild both collections, retrain the router."""
-        cases = self.past_cases() if self.index.built_with(CASES) is not None else []
+        cases = self.past_cases()
+        redacted = [redact(c.text).text for c in cases]
         corpus = [t for t, _ in kb_training_docs(self.kb)]
         corpus += sorted(self.kb.service_items())
-        corpus += [c.text for c in cases]
-        corpus += self._unlabelled_corpus()
+        corpus += redacted
+        corpus += [redact(t).text for t in self.store.corpus()]
         model = TextModel.fit(corpus, dim=self.settings.offline_embedding_dim)
         embedder = self._make_embedder(model)
         self.index.recreate(PROBLEMS, embedder=embedder.fingerprint)
@@ -144,9 +144,9 @@ class Workspace:
         self.index.recreate(CASES, embedder=embedder.fingerprint)
         self.text_model, self.embedder = model, embedder
         if cases:
-            self._upsert_cases(cases)
+            self._index_cases(cases)
         model.save(self._model_path)
-        self.retrain_router(cases)
+        self.retrain_router(cases, redacted)
         log.info(
             "reindexed: %d typical problems, %d past cases, %s",
             len(self.kb.problems),
@@ -154,9 +154,12 @@ class Workspace:
             embedder.fingerprint,
         )
 
-    def retrain_router(self, cases: Sequence[PastCase] | None = None) -> None:
+    def retrain_router(self, cases: Sequence[PastCase] | None = None, texts: Sequence[str] | None = None) -> None:
+        """Train routing on the knowledge base and the history (redacted texts, as at triage time)."""
         assert self.text_model is not None
-        history = [(c.text, c.department) for c in (self.past_cases() if cases is None else cases)]
+        cases = self.past_cases() if cases is None else cases
+        texts = [redact(c.text).text for c in cases] if texts is None else texts
+        history = [(t, c.department) for t, c in zip(texts, cases, strict=True)]
         self.router = Router.train(kb=self.kb, model=self.text_model, history=history)
         self.router.save(self._router_path)
 
@@ -172,20 +175,28 @@ class Workspace:
         )
 
     # -- history ---------------------------------------------------------------------------
-    def add_past_cases(self, cases: Iterable[PastCase], *, batch: int = 1000) -> int:
-        """Index resolved cases for retrieval (text redacted first); routing learns them at the next retrain."""
-        count = 0
-        chunk: list[PastCase] = []
-        for case in cases:
-            chunk.append(case)
-            if len(chunk) >= batch:
-                count += self._upsert_cases(chunk)
-                chunk = []
-        if chunk:
-            count += self._upsert_cases(chunk)
-        return count
+    def add_past_cases(self, cases: Iterable[PastCase]) -> list[PastCase]:
+        """Store resolved cases and index them for retrieval at once; returns those that were new.
 
-    def _upsert_cases(self, cases: Sequence[PastCase]) -> int:
+        Routing learns them at the next retrain (`reindex`, `retrain_router`, or a history import).
+        """
+        fresh = self.store.add_cases(cases)
+        for start in range(0, len(fresh), 1000):
+            self._index_cases(fresh[start : start + 1000])
+        return fresh
+
+    def import_history(self, cases: Iterable[PastCase]) -> list[PastCase]:
+        """Store a batch of history and rebuild: refit the text model, reindex, retrain routing."""
+        fresh = self.store.add_cases(cases)
+        if fresh:
+            self.reindex()
+        return fresh
+
+    def import_corpus(self, texts: Iterable[str]) -> int:
+        """Store unlabelled texts for the text model; they take effect at the next reindex."""
+        return self.store.add_corpus(texts)
+
+    def _index_cases(self, cases: Sequence[PastCase]) -> int:
         assert self.embedder is not None
         redacted = [
             c.model_copy(
@@ -203,7 +214,7 @@ class Workspace:
             ids=[c.id for c in redacted],
             embeddings=self.embedder.embed([c.text for c in redacted]),
             documents=[c.text for c in redacted],
-            metadatas=[_case_meta(c) for c in redacted],
+            metadatas=[_case_meta(c, content_hash(o.text)) for c, o in zip(redacted, cases, strict=True)],
         )
         return len(redacted)
 
@@ -230,7 +241,7 @@ class Workspace:
             departments=len(self.kb.departments),
             typical_problems=len(self.kb.problems),
             service_items=len(self.kb.service_items()),
-            past_cases=self.index.count(CASES),
+            past_cases=self.store.count_cases(),
             embedder=self.embedder.fingerprint,
             router=self.router.fingerprint,
             router_history=self.router.n_history,
@@ -247,7 +258,7 @@ class Workspace:
             raise VectorStoreError("typical problem collection is out of date; run `triage kb reindex`")
 
 
-def _case_meta(c: PastCase) -> dict[str, Any]:
+def _case_meta(c: PastCase, text_hash: str) -> dict[str, Any]:
     return {
         "department": c.department,
         "title": c.title,
@@ -257,11 +268,11 @@ def _case_meta(c: PastCase) -> dict[str, Any]:
         "channel": c.channel,
         "created_at": c.created_at,
         "source": c.source,
-        "text_hash": text_hash(c.text),
+        "text_hash": text_hash,
     }
 
 
-def _case_from_meta(case_id: str, document: str, meta: Any) -> PastCase:
+def case_from_hit_meta(case_id: str, document: str, meta: Any) -> PastCase:
     m = dict(meta or {})
     return PastCase(
         id=case_id,

@@ -61,10 +61,24 @@ def make_client(*, path: Path, url: str | None = None, api_key: str | None = Non
                 headers=headers,
                 settings=settings,
             )
-            client.heartbeat()
+            try:
+                client.heartbeat()
+            except Exception:
+                close_client(client)
+                raise
             return client
         path.mkdir(parents=True, exist_ok=True)
         return chromadb.PersistentClient(path=str(path), settings=settings)
+
+
+def close_client(client: Any) -> None:
+    """Close a Chroma client, including the HTTP session that chromadb's own close() leaves open."""
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if session is not None:
+        session.close()
+    close = getattr(client, "close", None)
+    if close is not None:
+        close()
 
 
 class VectorIndex:
@@ -193,6 +207,11 @@ class VectorIndex:
                 return
             yield from zip(page["ids"], page["documents"] or [], page["metadatas"] or [], strict=False)
             offset += len(page["ids"])
+
+    def close(self) -> None:
+        """Release the client (HTTP connections, or the embedded system's files)."""
+        self._collections.clear()
+        close_client(self._client)
 
     def heartbeat(self) -> None:
         with _mapped_errors("answer a heartbeat"):

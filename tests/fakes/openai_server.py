@@ -78,6 +78,9 @@ class ScriptedOpenAI:
                     self.send_response(status)
                     self.send_header("content-type", "application/json")
                     self.send_header("content-length", str(len(out)))
+                    # No keep-alive: clients then hold no idle sockets to leak at exit.
+                    self.send_header("connection", "close")
+                    self.close_connection = True
                     for k, v in (headers or {}).items():
                         self.send_header(k, v)
                     self.end_headers()
