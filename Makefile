@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench eval-own eval-teddy rubric clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,21 @@ test: lint
 
 bench: setup
 	$(BIN)/python benchmarks/bench_triage.py
+	$(BIN)/python benchmarks/bench_import.py
+
+## Own labelled set: knowledge base only, then with its history split imported.
+eval-own: setup
+	rm -rf out/own && mkdir -p out/own
+	$(BIN)/triage --data-dir out/own/ws eval run evals/datasets/shanghai_test.jsonl --out out/own/kb-only
+	$(BIN)/triage --data-dir out/own/ws history import evals/datasets/shanghai_history.jsonl
+	$(BIN)/triage --data-dir out/own/ws eval run evals/datasets/shanghai_test.jsonl --out out/own/with-history
+
+## Real messages, 7 departments, 300 and all-the-rest history (needs ../shared/datasets/teddy2020).
+eval-teddy: setup
+	$(BIN)/python -m evals.recipes.teddy2020 --out out/teddy2020
+
+rubric: setup
+	$(BIN)/triage eval rubric ../shared/datasets/teddy2020/messages_with_replies.jsonl
 
 clean:
-	rm -rf $(VENV) .triage .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .triage out .mypy_cache .ruff_cache .pytest_cache

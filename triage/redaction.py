@@ -98,5 +98,15 @@ def redact(text: str) -> Redacted:
     return Redacted(text=cleaned, pii_found=found, instructions_removed=removed)
 
 
+def find_pii(text: str) -> list[tuple[str, str]]:
+    """(placeholder kind, matched text) for every piece of personal data in a text."""
+    found = []
+    for placeholder, pattern in _PATTERNS:
+        for match in pattern.finditer(text):
+            found.append((placeholder, match.group(0)))
+            text = text.replace(match.group(0), placeholder)
+    return found
+
+
 def contains_pii(text: str) -> bool:
     return any(pattern.search(text) for _, pattern in _PATTERNS)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from vectorstore.embedders import Matrix, SparseMatrix
 from vectorstore.store import CASES, PROBLEMS
 
 log = logging.getLogger(__name__)
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
 @dataclass
@@ -81,6 +82,15 @@ class Workspace:
     def _router_path(self) -> Path:
         return self.data_dir / "models" / "router.joblib"
 
+    @property
+    def _state_path(self) -> Path:
+        return self.data_dir / "models" / "state.json"
+
+    def _ready(self) -> bool:
+        if not (self._model_path.exists() and self._router_path.exists() and self._state_path.exists()):
+            return False
+        return bool(json.loads(self._state_path.read_text(encoding="utf-8")).get("status") == "ready")
+
     # -- opening ---------------------------------------------------------------------------
     @classmethod
     def open(cls, settings: Settings) -> Workspace:
@@ -97,7 +107,7 @@ class Workspace:
         client = make_client(path=data_dir / "chroma", url=settings.chroma_url, api_key=key)
         store = HistoryStore(make_engine(database_url(settings.database_url, data_dir)))
         ws = cls(settings, kb, VectorIndex(client, prefix="triage"), store)
-        if ws._model_path.exists() and ws._router_path.exists() and ws.index.built_with(PROBLEMS) is not None:
+        if ws._ready() and ws.index.built_with(PROBLEMS) is not None:
             ws.text_model = TextModel.load(ws._model_path)
             ws.router = Router.load(ws._router_path)
             ws.embedder = ws._make_embedder(ws.text_model)
@@ -120,33 +130,49 @@ class Workspace:
     # -- knowledge -------------------------------------------------------------------------
     def load_kb(self, kb: KnowledgeBase) -> None:
         """Replace the knowledge base; past cases whose department left the taxonomy are kept but unused."""
-        _write_json(self._kb_path, kb.to_json())
         self.kb = kb
+        self.save_kb()
         self.reindex()
+
+    def save_kb(self) -> None:
+        _write_json(self._kb_path, self.kb.to_json())
 
     def past_cases(self) -> list[PastCase]:
         """Every past case, as stored (original text; redacted only where it leaves the process)."""
         return list(self.store.cases())
 
-    def reindex(self) -> None:
-        """Refit the text model on all the workspace's text, rebuild both collections, retrain the router."""
+    def reindex(self, progress: Progress | None = None) -> None:
+        """Refit the text model on all the workspace's text, rebuild both collections, retrain the router.
+
+        A marker file says "building" until the end: a workspace whose rebuild was interrupted is
+        rebuilt again when next opened, never used half-indexed.
+        """
+        report = progress or (lambda stage, done, total: None)
+        _write_json(self._state_path, {"status": "building"})
         cases = self.past_cases()
         redacted = [redact(c.text).text for c in cases]
         corpus = [t for t, _ in kb_training_docs(self.kb)]
         corpus += sorted(self.kb.service_items())
         corpus += redacted
         corpus += [redact(t).text for t in self.store.corpus()]
+        report("fitting the text model", 0, 1)
         model = TextModel.fit(corpus, dim=self.settings.offline_embedding_dim)
+        report("fitting the text model", 1, 1)
         embedder = self._make_embedder(model)
         self.index.recreate(PROBLEMS, embedder=embedder.fingerprint)
         if self.kb.problems:
             self._upsert_problems(self.kb.problems, embedder)
         self.index.recreate(CASES, embedder=embedder.fingerprint)
         self.text_model, self.embedder = model, embedder
-        if cases:
-            self._index_cases(cases)
+        for start in range(0, len(cases), 1000):
+            report("indexing past cases", start, len(cases))
+            self._index_cases(cases[start : start + 1000], redacted[start : start + 1000])
+        report("indexing past cases", len(cases), len(cases))
         model.save(self._model_path)
+        report("training the router", 0, 1)
         self.retrain_router(cases, redacted)
+        report("training the router", 1, 1)
+        _write_json(self._state_path, {"status": "ready", "embedder": embedder.fingerprint, "cases": len(cases)})
         log.info(
             "reindexed: %d typical problems, %d past cases, %s",
             len(self.kb.problems),
@@ -185,28 +211,29 @@ class Workspace:
             self._index_cases(fresh[start : start + 1000])
         return fresh
 
-    def import_history(self, cases: Iterable[PastCase]) -> list[PastCase]:
+    def import_history(self, cases: Iterable[PastCase], progress: Progress | None = None) -> list[PastCase]:
         """Store a batch of history and rebuild: refit the text model, reindex, retrain routing."""
         fresh = self.store.add_cases(cases)
         if fresh:
-            self.reindex()
+            self.reindex(progress)
         return fresh
 
     def import_corpus(self, texts: Iterable[str]) -> int:
         """Store unlabelled texts for the text model; they take effect at the next reindex."""
         return self.store.add_corpus(texts)
 
-    def _index_cases(self, cases: Sequence[PastCase]) -> int:
+    def _index_cases(self, cases: Sequence[PastCase], texts: Sequence[str] | None = None) -> int:
         assert self.embedder is not None
+        texts = [redact(c.text).text for c in cases] if texts is None else texts
         redacted = [
             c.model_copy(
                 update={
-                    "text": redact(c.text).text,
+                    "text": t,
                     "reply": redact(c.reply).text if c.reply else None,
                     "root_cause": redact(c.root_cause).text if c.root_cause else None,
                 }
             )
-            for c in cases
+            for c, t in zip(cases, texts, strict=True)
         ]
         self.index.upsert(
             CASES,
