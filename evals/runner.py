@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import prompts
 from evals.dataset import EvalData, EvalItem, load_dataset
 from evals.metrics import summarise
 from evals.reply_quality import score_reply
@@ -20,7 +21,7 @@ from triage.routing import Router
 from triage.settings import Settings
 from triage.store import content_hash
 from triage.tabular import Format
-from triage.workspace import Workspace
+from triage.workspace import Workspace, case_text
 
 
 def _exclude_overlap(ws: Workspace, data: EvalData) -> int:
@@ -33,7 +34,7 @@ def _exclude_overlap(ws: Workspace, data: EvalData) -> int:
         return 0
     assert ws.text_model is not None
     ws.router = Router.train(
-        kb=ws.kb, model=ws.text_model, history=[(redact(c.text).text, c.department) for c in kept]
+        kb=ws.kb, model=ws.text_model, history=[(case_text(c), c.department) for c in kept]
     )  # not saved: the workspace's own router is untouched
     return len(cases) - len(kept)
 
@@ -121,7 +122,7 @@ def run_eval(
         "columns": data.columns,
         "mode": mode,
         "model": run_settings.llm_model,
-        "prompt_version": pipeline.offline.prompt.version if pipeline.llm is None else "triage_draft",
+        "prompt_version": (pipeline.offline.prompt if pipeline.llm is None else prompts.load("triage_draft")).version,
         "embedder": ws.embedder.fingerprint,
         "router": ws.router.fingerprint,
         "routing_weights": ws.router.weights,

@@ -150,7 +150,7 @@ class Workspace:
         report = progress or (lambda stage, done, total: None)
         _write_json(self._state_path, {"status": "building"})
         cases = self.past_cases()
-        redacted = [redact(c.text).text for c in cases]
+        redacted = [case_text(c) for c in cases]
         corpus = [t for t, _ in kb_training_docs(self.kb)]
         corpus += sorted(self.kb.service_items())
         corpus += redacted
@@ -184,7 +184,7 @@ class Workspace:
         """Train routing on the knowledge base and the history (redacted texts, as at triage time)."""
         assert self.text_model is not None
         cases = self.past_cases() if cases is None else cases
-        texts = [redact(c.text).text for c in cases] if texts is None else texts
+        texts = [case_text(c) for c in cases] if texts is None else texts
         history = [(t, c.department) for t, c in zip(texts, cases, strict=True)]
         self.router = Router.train(kb=self.kb, model=self.text_model, history=history)
         self.router.save(self._router_path)
@@ -224,7 +224,7 @@ class Workspace:
 
     def _index_cases(self, cases: Sequence[PastCase], texts: Sequence[str] | None = None) -> int:
         assert self.embedder is not None
-        texts = [redact(c.text).text for c in cases] if texts is None else texts
+        texts = [case_text(c) for c in cases] if texts is None else texts
         redacted = [
             c.model_copy(
                 update={
@@ -283,6 +283,12 @@ class Workspace:
             self.index.check(name, embedder=self.embedder.fingerprint)
         if self.index.count(PROBLEMS) != len(self.kb.problems):
             raise VectorStoreError("typical problem collection is out of date; run `triage kb reindex`")
+
+
+def case_text(case: PastCase) -> str:
+    """What routing and retrieval see of a past case: redacted title and text, as for a complaint."""
+    text = redact(case.text).text
+    return f"{redact(case.title).text}。{text}" if case.title else text
 
 
 def _case_meta(c: PastCase, text_hash: str) -> dict[str, Any]:
