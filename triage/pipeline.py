@@ -22,11 +22,10 @@ from triage.drafting import (
     ScoredProblem,
 )
 from triage.errors import DraftingError, EmbedderMismatchError, EmbeddingError, VectorStoreError
-from triage.models import Complaint, Draft, Evidence, ProblemMatch, TokenUsage
+from triage.models import Complaint, Draft, Evidence, ProblemMatch
 from triage.redaction import INSTRUCTION_PLACEHOLDER, mask_pii, redact
 from triage.routing import RoutingResult
 from triage.settings import Settings
-from triage.store import content_hash
 from triage.tokens import TokenCounter
 from triage.workspace import Workspace, case_from_hit_meta
 from vectorstore import Hit
@@ -327,11 +326,3 @@ class TriagePipeline:
                 prep.warnings.append(degraded)
             drafts.append(self._draft_one(prep, route, x[i], ph, ch))
         return drafts
-
-
-def text_key(text: str) -> str:
-    """The hash under which a complaint text is excluded from retrieval."""
-    return content_hash(text)
-
-
-__all__ = ["Exclusions", "TokenUsage", "TriagePipeline", "restate", "text_key"]

@@ -1,0 +1,188 @@
+"""Commands: triage, demo and the knowledge base."""
+
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import click
+
+from triage.cli.base import (
+    BATCH,
+    cli,
+    dump_draft,
+    handle_errors,
+    open_pipeline,
+    open_workspace,
+    render_table,
+    root_context,
+    settings_from,
+)
+from triage.errors import InputError
+from triage.intake import complaint_from_mapping, read_jsonl
+from triage.models import CHANNEL_VALUES, Complaint
+
+
+@cli.command("triage")
+@click.argument("text", required=False)
+@click.option("--file", "file", type=click.Path(dir_okay=False, path_type=Path), help="JSONL, one complaint a line.")
+@click.option("--title", help="Complaint title.")
+@click.option("--channel", default="other", show_default=True, help=f"One of: {', '.join(CHANNEL_VALUES)}.")
+@click.option("--service-item", help="Service item (事项) the complaint is about.")
+@click.option("--region", help="District or region.")
+@click.pass_context
+@handle_errors
+def triage_cmd(
+    ctx: click.Context,
+    text: str | None,
+    file: Path | None,
+    title: str | None,
+    channel: str,
+    service_item: str | None,
+    region: str | None,
+) -> None:
+    """Draft triage for TEXT (prints JSON), or for every line of --file (prints JSON lines)."""
+    if (text is None) == (file is None):
+        raise InputError("give either a complaint TEXT or --file FILE (not both)")
+    if text is not None:
+        complaint = complaint_from_mapping(
+            {"text": text, "title": title, "channel": channel, "service_item": service_item, "region": region}
+        )
+        click.echo(dump_draft(open_pipeline(ctx).triage(complaint)))
+        return
+    assert file is not None
+    entries = read_jsonl(file)  # raises InputError when unreadable, before the workspace opens
+    pipeline = open_pipeline(ctx)
+    bad = 0
+    for batch in _batches(entries, BATCH):
+        good: list[tuple[int, Complaint]] = []
+        for number, item in batch:
+            if isinstance(item, InputError):
+                bad += 1
+                click.echo(f"{file}: {item} (skipped)", err=True)
+            else:
+                good.append((number, item))
+        for (number, complaint), draft in zip(good, pipeline.triage_many([c for _, c in good]), strict=True):
+            click.echo(dump_draft(draft, {"line": number, "external_id": complaint.external_id}))
+    if bad:
+        click.echo(f"{file}: {bad} line(s) skipped", err=True)
+        sys.exit(1)
+
+
+def _batches(items: Iterator[tuple[int, Any]], size: int) -> Iterator[list[tuple[int, Any]]]:
+    batch: list[tuple[int, Any]] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# -- knowledge base -------------------------------------------------------------------------------
+@cli.group()
+def kb() -> None:
+    """Manage the knowledge base: departments, typical problems and the vector index."""
+
+
+@kb.command("load")
+@click.option("--departments", "departments", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--problems", "problems", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+@handle_errors
+def kb_load(ctx: click.Context, departments: Path, problems: Path | None) -> None:
+    """Replace the knowledge base with FILEs (YAML or JSON) and rebuild the index."""
+    from triage.knowledge import load_files
+
+    new_kb = load_files(departments, problems)  # validated before anything is touched
+    ws = open_workspace(root_context(ctx))
+    ws.load_kb(new_kb)
+    click.echo(
+        f"loaded {len(new_kb.departments)} departments and {len(new_kb.problems)} typical problems "
+        f"({len(new_kb.service_items())} service items) into {ws.data_dir}"
+    )
+
+
+@kb.command("search")
+@click.argument("text")
+@click.option("-k", "k", default=5, show_default=True, help="How many results per collection.")
+@click.pass_context
+@handle_errors
+def kb_search(ctx: click.Context, text: str, k: int) -> None:
+    """Show the typical problems and past cases nearest to TEXT, with similarity."""
+    from triage.redaction import redact
+    from vectorstore.store import CASES, PROBLEMS
+
+    ws = open_workspace(root_context(ctx))
+    query = redact(text).text
+    for label, collection in (("typical problems", PROBLEMS), ("past cases", CASES)):
+        hits = ws.search([query], collection=collection, k=k)[0]
+        click.echo(f"{label}:")
+        if not hits:
+            click.echo("  (none)")
+        for h in hits:
+            title = h.metadata.get("title") or h.document[:40]
+            click.echo(f"  {h.similarity:.3f}  {h.id:<14} {h.metadata.get('department', '')}  {title}")
+
+
+@kb.command("stats")
+@click.pass_context
+@handle_errors
+def kb_stats(ctx: click.Context) -> None:
+    """Print counts and the fingerprints of the embedder and router as JSON."""
+    click.echo(json.dumps(asdict(open_workspace(root_context(ctx)).stats()), ensure_ascii=False, indent=2))
+
+
+@kb.command("reindex")
+@click.pass_context
+@handle_errors
+def kb_reindex(ctx: click.Context) -> None:
+    """Refit the text model, rebuild both collections with the configured embedder, retrain routing."""
+    from triage.workspace import Workspace
+
+    settings = settings_from(root_context(ctx))
+    ws = Workspace.open(settings)
+    ws.reindex()
+    stats = ws.stats()
+    click.echo(
+        f"reindexed {stats.typical_problems} typical problems and {stats.past_cases} past cases with {stats.embedder}"
+    )
+
+
+@cli.command("demo")
+@click.pass_context
+@handle_errors
+def demo(ctx: click.Context) -> None:
+    """Run the built-in sample complaints through the pipeline and show the drafts as a table."""
+    raw = (resources.files("triage") / "data" / "demo_complaints.jsonl").read_text(encoding="utf-8")
+    complaints = [complaint_from_mapping(json.loads(line)) for line in raw.splitlines() if line.strip()]
+    pipeline = open_pipeline(ctx)
+    drafts = pipeline.triage_many(complaints)
+    rows = []
+    for c, d in zip(complaints, drafts, strict=True):
+        problem = f"{d.typical_problem.id} {d.typical_problem.title}" if d.typical_problem else "无匹配：可能是新问题"
+        rows.append(
+            [
+                c.external_id or "",
+                c.channel.value,
+                c.title or c.text,
+                d.department,
+                f"{d.confidence:.2f}",
+                problem,
+                d.drafted_by,
+            ]
+        )
+    click.echo(
+        render_table(["id", "渠道", "投诉", "责任部门", "置信度", "典型问题", "起草"], rows, [8, 8, 30, 14, 6, 40, 16])
+    )
+    first = drafts[0]
+    click.echo(f"\n{complaints[0].external_id} 根因：{first.root_cause}\n答复初稿：{first.reply}")
+    ws = pipeline.ws
+    click.echo(
+        f"\nworkspace: {ws.data_dir}  embedder: {ws.embedder.fingerprint}  drafter: "
+        f"{'llm:' + pipeline.settings.llm_model if pipeline.llm else 'offline'}"
+    )
