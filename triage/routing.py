@@ -11,7 +11,7 @@ Both classifiers train on the knowledge base (department scopes and aliases, typ
 every history case, so a workspace routes with no history at all and improves as history grows.
 
 How much each signal counts is learned from the workspace's own history: out-of-fold predictions
-(5-fold cross-validation over the history, the knowledge base always in training) choose the
+(3-fold cross-validation over the history, the knowledge base always in training) choose the
 mixing weights that maximise macro-F1. With too little history the defaults below apply.
 """
 
@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +46,7 @@ MIN_HISTORY_FOR_WEIGHTS = 50
 # on a few hundred cases is noisy (measured: weights fitted on 160 cases routed worse than the
 # defaults), on thousands it is trustworthy.
 WEIGHT_PRIOR_CASES = 500
-FOLDS = 5
+FOLDS = 3
 KNN_K = 8
 
 
@@ -94,7 +96,9 @@ class NBLinear:
             p = np.asarray(present[inside].sum(axis=0)).ravel() + 1.0
             q = np.asarray(present[~inside].sum(axis=0)).ravel() + 1.0
             ratio = np.log((p / p.sum()) / (q / q.sum())).astype(np.float32)
-            model = LinearSVC(C=self.c, class_weight="balanced").fit(x @ diags(ratio), inside.astype(int))
+            # NB-scaled features are unnormalised, so liblinear needs more than its default 1,000 rounds.
+            model = LinearSVC(C=self.c, class_weight="balanced", max_iter=5000)
+            model.fit(x @ diags(ratio), inside.astype(int))
             coefs.append(model.coef_[0] * ratio)
             intercepts.append(model.intercept_[0])
         self.coef_ = np.vstack(coefs)
@@ -108,7 +112,9 @@ Models = tuple[LinearSVC, NBLinear, LogisticRegression]
 def _fit(x: SparseMatrix, z: NDArray[np.float32], labels: NDArray[np.str_]) -> Models:
     svm = LinearSVC(C=0.5, class_weight="balanced").fit(x, labels)
     nbsvm = NBLinear(c=0.5).fit(x, labels)
-    lsa = LogisticRegression(C=10.0, max_iter=1000, class_weight="balanced").fit(z, labels)
+    # C=1 (sklearn's default): on real messages with 300 labelled items it routed 1.5 points better
+    # than C=10, and no worse with 3,000.
+    lsa = LogisticRegression(C=1.0, max_iter=1000, class_weight="balanced").fit(z, labels)
     return svm, nbsvm, lsa
 
 
@@ -193,18 +199,24 @@ class Router:
         folds = np.random.default_rng(0).permutation(len(hist_idx)) % FOLDS
         y = np.array([self._index[str(label)] for label in labels])
         oof = {s: np.zeros((len(hist_idx), len(self.departments))) for s in SIGNALS}
-        for f in range(FOLDS):
+
+        def fold(f: int) -> tuple[NDArray[np.int64], dict[str, Array]] | None:
             held = hist_idx[folds == f]
             train = np.concatenate([np.arange(n_kb), hist_idx[folds != f]])
             if len(set(labels[train])) < 2 or len(held) == 0:
-                continue
-            pos = np.flatnonzero(folds == f)
-            for name, probs in self._classifier_probs(
-                _fit(x[train], z[train], labels[train]), x[held], z[held]
-            ).items():
-                oof[name][pos] = probs
+                return None
+            probs = self._classifier_probs(_fit(x[train], z[train], labels[train]), x[held], z[held])
             ref = hist_idx[folds != f]
-            oof["knn"][pos] = _knn_votes(z[held] @ z[ref].T, y[ref], len(self.departments))
+            probs["knn"] = _knn_votes(z[held] @ z[ref].T, y[ref], len(self.departments))
+            return np.flatnonzero(folds == f), probs
+
+        # liblinear releases the GIL, so folds train in parallel threads.
+        with ThreadPoolExecutor(max_workers=min(FOLDS, os.cpu_count() or 1)) as pool:
+            for result in pool.map(fold, range(FOLDS)):
+                if result is not None:
+                    pos, probs = result
+                    for name, values in probs.items():
+                        oof[name][pos] = values
         gold = y[hist_idx]
         best: tuple[float, float, dict[str, float]] | None = None
         for w in _weight_grid():
