@@ -45,14 +45,18 @@ def test_collections_use_cosine_and_return_similarity(tmp_path: Path) -> None:
     assert col.configuration["hnsw"]["space"] == "cosine"
 
 
-def test_querying_with_another_embedder_names_reindex(workspace_dir: Path, llm_server: ScriptedOpenAI) -> None:
-    settings = Settings(
-        data_dir=workspace_dir,
+def openai_embedding_settings(data_dir: Path, server: ScriptedOpenAI) -> Settings:
+    return Settings(
+        data_dir=data_dir,
         embeddings="openai",
         embedding_model="fake-embed",
-        embedding_base_url=llm_server.base_url,
+        embedding_base_url=server.base_url,
         embedding_api_key="sk-test",
     )
+
+
+def test_querying_with_another_embedder_names_reindex(workspace_dir: Path, llm_server: ScriptedOpenAI) -> None:
+    settings = openai_embedding_settings(workspace_dir, llm_server)
     pipeline = TriagePipeline.from_settings(settings)
     with pytest.raises(EmbedderMismatchError) as info:
         pipeline.triage(complaint("社保卡补办太慢"))
@@ -61,13 +65,7 @@ def test_querying_with_another_embedder_names_reindex(workspace_dir: Path, llm_s
 
 
 def test_openai_embeddings_after_reindex_and_no_pii_sent(workspace_dir: Path, llm_server: ScriptedOpenAI) -> None:
-    settings = Settings(
-        data_dir=workspace_dir,
-        embeddings="openai",
-        embedding_model="fake-embed",
-        embedding_base_url=llm_server.base_url,
-        embedding_api_key="sk-test",
-    )
+    settings = openai_embedding_settings(workspace_dir, llm_server)
     offline = Workspace.open(Settings(data_dir=workspace_dir))
     offline.add_past_cases([PastCase(id="C1", text="手机13912345678的张先生反映社保卡补办慢", department="市人社局")])
     ws = Workspace.open(settings)

@@ -51,18 +51,11 @@ class PastCaseRow(Base):
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=lambda: datetime.now(UTC))
 
     def to_model(self) -> PastCase:
-        return PastCase(
-            id=self.id,
-            text=self.text,
-            department=self.department,
-            title=self.title,
-            typical_problem_id=self.typical_problem_id,
-            root_cause=self.root_cause,
-            reply=self.reply,
-            channel=self.channel,
-            created_at=self.created_at,
-            source="approved" if self.source == "approved" else "imported",
-        )
+        return PastCase.model_validate(self, from_attributes=True)
+
+    @classmethod
+    def from_model(cls, case: PastCase) -> PastCaseRow:
+        return cls(**case.model_dump(), text_hash=content_hash(case.text))
 
 
 class CorpusText(Base):
@@ -127,22 +120,7 @@ class HistoryStore:
             return []
         try:
             with self._run() as s, s.begin():
-                s.add_all(
-                    PastCaseRow(
-                        id=c.id,
-                        text=c.text,
-                        text_hash=content_hash(c.text),
-                        department=c.department,
-                        title=c.title,
-                        typical_problem_id=c.typical_problem_id,
-                        root_cause=c.root_cause,
-                        reply=c.reply,
-                        channel=c.channel,
-                        created_at=c.created_at,
-                        source=c.source,
-                    )
-                    for c in fresh
-                )
+                s.add_all(PastCaseRow.from_model(c) for c in fresh)
         except SQLAlchemyError as exc:
             raise StoreError(f"could not store past cases: {type(exc).__name__}: {exc}") from exc
         return fresh
