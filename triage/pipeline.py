@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from triage.drafting import (
@@ -86,6 +87,7 @@ class TriagePipeline:
         self.llm = llm
         self.offline = OfflineDrafter()
         self._problem_cache: tuple[str, list[str], SparseMatrix] | None = None
+        self._query_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="triage-retrieval")
 
     @classmethod
     def from_settings(cls, settings: Settings, workspace: Workspace | None = None) -> TriagePipeline:
@@ -131,10 +133,13 @@ class TriagePipeline:
         extra = 10 if exclude else 0
         try:
             vectors = self.ws.embed_queries(texts, x)
-            problems = self.ws.search_vectors(vectors, collection=PROBLEMS, k=s.top_k_problems)
+            # The two collections are queried at once: Chroma's engine releases the GIL, and the two
+            # queries are half of a single complaint's latency.
+            pending = self._query_pool.submit(self.ws.search_vectors, vectors, collection=PROBLEMS, k=s.top_k_problems)
             cases = (
                 self.ws.search_vectors(vectors, collection=CASES, k=s.top_k_cases + extra) if s.top_k_cases else None
             )
+            problems = pending.result()
         except EmbedderMismatchError:
             raise
         except (VectorStoreError, EmbeddingError) as exc:
