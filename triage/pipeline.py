@@ -111,7 +111,9 @@ class TriagePipeline:
     # -- steps -----------------------------------------------------------------------------
     def _prepare(self, complaint: Complaint) -> _Prepared:
         r = redact(complaint.text)
-        text, truncated = self.tokens.truncate(r.text, self.settings.max_complaint_tokens)
+        complaint_tokens = self.tokens.count(r.text)
+        budget = self.settings.max_complaint_tokens
+        text, truncated = (r.text, False) if complaint_tokens <= budget else self.tokens.truncate(r.text, budget)
         warnings = []
         if r.instructions_removed:
             warnings.append(f"removed {r.instructions_removed} instruction-like sentence(s) from the complaint text")
@@ -121,7 +123,7 @@ class TriagePipeline:
             complaint=complaint,
             text=text,
             issue=restate(complaint, r.text),
-            complaint_tokens=self.tokens.count(r.text),
+            complaint_tokens=complaint_tokens,
             truncated=truncated,
             warnings=warnings,
         )
