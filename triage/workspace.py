@@ -151,12 +151,10 @@ class Workspace:
         _write_json(self._state_path, {"status": "building"})
         cases = self.past_cases()
         redacted = [case_text(c) for c in cases]
-        corpus = [t for t, _ in kb_training_docs(self.kb)]
-        corpus += sorted(self.kb.service_items())
-        corpus += redacted
-        corpus += [redact(t).text for t in self.store.corpus()]
+        curated = [t for t, _ in kb_training_docs(self.kb)] + sorted(self.kb.service_items())
+        corpus = redacted + [redact(t).text for t in self.store.corpus()]
         report("fitting the text model", 0, 1)
-        model = TextModel.fit(corpus, dim=self.settings.offline_embedding_dim)
+        model = TextModel.fit(corpus, curated=curated, dim=self.settings.offline_embedding_dim)
         report("fitting the text model", 1, 1)
         embedder = self._make_embedder(model)
         self.index.recreate(PROBLEMS, embedder=embedder.fingerprint)

@@ -72,9 +72,26 @@ class TextModel:
         return int(self.svd.n_components) if self.svd is not None else 0
 
     @classmethod
-    def fit(cls, corpus: Sequence[str], *, dim: int = 256, max_features: int = 150_000) -> TextModel:
-        """Fit on a corpus; the same corpus and settings always give the same model."""
-        docs = [t for t in corpus if t and t.strip()]
+    def fit(
+        cls,
+        corpus: Sequence[str],
+        *,
+        curated: Sequence[str] = (),
+        dim: int = 256,
+        max_features: int = 150_000,
+    ) -> TextModel:
+        """Fit on `curated` texts (the knowledge base) plus a corpus (history, unlabelled messages).
+
+        TF-IDF is fitted on all of them. The LSA basis is fitted on the curated texts while they
+        are at least as many as the rest, else on everything. Measured: with the built-in
+        knowledge base (332 texts) and 160 history cases, an LSA basis fitted on all 492 texts
+        routed at 0.86 macro-F1 / 0.94 top-3, one fitted on the knowledge base at 0.90 / 0.99; with
+        7 department descriptions and 10,000 real messages, the basis must come from the messages.
+        The same texts and settings always give the same model.
+        """
+        curated_docs = [t for t in curated if t and t.strip()]
+        other_docs = [t for t in corpus if t and t.strip()]
+        docs = curated_docs + other_docs
         if len(docs) < 3:
             raise ValueError("the text model needs at least 3 non-empty documents to fit")
         vectorizer = TfidfVectorizer(
@@ -87,6 +104,8 @@ class TextModel:
             dtype=np.float32,
         )
         x = vectorizer.fit_transform(docs)
+        if len(curated_docs) >= max(3, len(other_docs)):
+            x = x[: len(curated_docs)]
         n_components = max(2, min(dim, x.shape[0] - 1, x.shape[1] - 1))
         # Three power iterations: measured on 11k real messages, 7 iterations took 3x longer and routed
         # no better (macro-F1 within +-0.01 at 300 and 3,000 labelled items).
