@@ -3,8 +3,11 @@
 <data_dir>/kb.json                    the active knowledge base (seeded from the built-in one)
 <data_dir>/models/text_model.joblib   offline text model (TF-IDF + LSA) fitted on the corpus
 <data_dir>/models/router.joblib       the department router
-<data_dir>/corpus/*.txt               optional unlabelled messages, one per line, for the text model
+<data_dir>/models/state.json          "building" during a rebuild, "ready" after: an interrupted rebuild is redone
+<data_dir>/triage.db                  SQLite: past cases and the unlabelled corpus (unless a database URL is set)
 <data_dir>/chroma/                    embedded Chroma (unless a Chroma server URL is configured)
+
+The database is the source of truth; the Chroma collections are an index rebuilt from it by reindex().
 """
 
 from __future__ import annotations
