@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from pydantic import ValidationError
 
 from triage.errors import InputError
 from triage.models import Complaint
+from triage.tabular import read_table
 
 
 def complaint_from_mapping(data: Mapping[str, Any], *, line: int | None = None) -> Complaint:
@@ -35,35 +35,16 @@ def from_validation_error(exc: ValidationError, *, line: int | None = None) -> I
     return InputError(message, field=field, line=line)
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[int, Complaint | InputError]]:
-    """Yield (line number, complaint or the error for that line); blank lines are skipped."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}") from None
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    for number, chunk in enumerate(raw.split(b"\n"), start=1):
+def read_jsonl(path: Path) -> list[tuple[int, Complaint | InputError]]:
+    """(line number, complaint or the error for that line) in line order; blank lines are skipped.
+
+    Raises InputError at once when the file cannot be read at all.
+    """
+    table = read_table(path, "jsonl")
+    entries: list[tuple[int, Complaint | InputError]] = [(p.line or 0, p) for p in table.problems]
+    for row in table.rows:
         try:
-            text = chunk.decode("utf-8").strip()
-        except UnicodeDecodeError as exc:
-            yield (
-                number,
-                InputError(
-                    f"not valid UTF-8 (byte 0x{chunk[exc.start]:02x} at column {exc.start + 1}); "
-                    "save the file as UTF-8",
-                    line=number,
-                ),
-            )
-            continue
-        if not text:
-            continue
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            yield number, InputError(f"malformed JSON: {exc.msg} at column {exc.colno}", line=number)
-            continue
-        try:
-            yield number, complaint_from_mapping(data, line=number)
+            entries.append((row.line, complaint_from_mapping(row.values, line=row.line)))
         except InputError as exc:
-            yield number, exc
+            entries.append((row.line, exc))
+    return sorted(entries, key=lambda entry: entry[0])

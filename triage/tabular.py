@@ -69,18 +69,29 @@ def read_table(path: Path, fmt: Format = "auto") -> Table:
         return _read_xlsx(path, raw)
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
+    if fmt == "jsonl":
+        return _read_jsonl(raw)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         message = f"{path}: not valid UTF-8 (byte 0x{raw[exc.start]:02x}); save the file as UTF-8"
         raise InputError(message, line=line) from None
-    return _read_jsonl(text) if fmt == "jsonl" else _read_csv(text, delimiter="\t" if path.suffix == ".tsv" else ",")
+    return _read_csv(text, delimiter="\t" if path.suffix == ".tsv" else ",")
 
 
-def _read_jsonl(text: str) -> Table:
+def _read_jsonl(raw: bytes) -> Table:
+    """Lines decode one by one, so a line in another encoding is reported, not the whole file."""
     rows, problems, columns = [], [], {}
-    for number, line in enumerate(text.split("\n"), start=1):
+    for number, chunk in enumerate(raw.split(b"\n"), start=1):
+        try:
+            line = chunk.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            message = (
+                f"not valid UTF-8 (byte 0x{chunk[exc.start]:02x} at column {exc.start + 1}); save the file as UTF-8"
+            )
+            problems.append(InputError(message, line=number))
+            continue
         if not line.strip():
             continue
         try:

@@ -2,11 +2,9 @@
 
 import json
 import sys
-from collections.abc import Iterator
 from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -57,7 +55,8 @@ def triage_cmd(
     entries = read_jsonl(file)  # raises InputError when unreadable, before the workspace opens
     pipeline = open_pipeline(ctx)
     bad = 0
-    for batch in _batches(entries, BATCH):
+    for start in range(0, len(entries), BATCH):
+        batch = entries[start : start + BATCH]
         good: list[tuple[int, Complaint]] = []
         for number, item in batch:
             if isinstance(item, InputError):
@@ -70,17 +69,6 @@ def triage_cmd(
     if bad:
         click.echo(f"{file}: {bad} line(s) skipped", err=True)
         sys.exit(1)
-
-
-def _batches(items: Iterator[tuple[int, Any]], size: int) -> Iterator[list[tuple[int, Any]]]:
-    batch: list[tuple[int, Any]] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 # -- knowledge base -------------------------------------------------------------------------------
