@@ -72,12 +72,28 @@ def database_url(url: str | None, data_dir: Path) -> str:
 
 
 def make_engine(url: str) -> Engine:
+    """An engine with the schema migrated to the newest revision."""
     try:
         engine = create_engine(url, pool_pre_ping=True)
-        Base.metadata.create_all(engine)
+        upgrade(engine)
     except SQLAlchemyError as exc:
         raise StoreError(f"database {engine_label(url)} is unavailable: {type(exc).__name__}: {exc}") from exc
     return engine
+
+
+def upgrade(engine: Engine) -> str:
+    """Apply every Alembic migration not yet applied; returns the revision the database is at."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    with engine.connect() as connection:
+        return str(MigrationContext.configure(connection).get_current_revision())
 
 
 def engine_label(url: str) -> str:

@@ -174,3 +174,23 @@ def demo(ctx: click.Context) -> None:
         f"\nworkspace: {ws.data_dir}  embedder: {ws.embedder.fingerprint}  drafter: "
         f"{'llm:' + pipeline.settings.llm_model if pipeline.llm else 'offline'}"
     )
+
+
+@cli.group()
+def db() -> None:
+    """The case database (SQLite in the data dir, or TRIAGE_DATABASE_URL)."""
+
+
+@db.command("upgrade")
+@click.pass_context
+@handle_errors
+def db_upgrade(ctx: click.Context) -> None:
+    """Apply pending schema migrations (also applied whenever a workspace opens)."""
+    from triage.store import database_url, engine_label, make_engine, upgrade
+
+    settings = settings_from(root_context(ctx))
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = database_url(settings.database_url, settings.data_dir)
+    engine = make_engine(url)
+    click.echo(f"{engine_label(url)} is at revision {upgrade(engine)}")
+    engine.dispose()

@@ -1,0 +1,1 @@
+"""Alembic migrations of the case database; applied by `triage db upgrade` and whenever a workspace opens."""
