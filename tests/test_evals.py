@@ -82,6 +82,23 @@ def test_eval_run_writes_predictions_metrics_and_report(workspace_dir: Path, tmp
     assert "Worst errors" in report
 
 
+def test_workers_give_the_same_predictions_in_the_same_order(workspace_dir: Path, tmp_path: Path) -> None:
+    path = small_set(tmp_path, n=8)
+    for workers in ("1", "3"):
+        code, _, err = run(
+            workspace_dir, "eval", "run", str(path), "--out", str(tmp_path / workers), "--workers", workers
+        )
+        assert code == 0, err
+    one, three = (
+        [
+            (p["id"], p["department"])
+            for p in map(json.loads, (tmp_path / w / "predictions.jsonl").read_text("utf-8").splitlines())
+        ]
+        for w in ("1", "3")
+    )
+    assert one == three and len(one) == 8
+
+
 def test_a_cjk_font_is_available_for_report_labels() -> None:
     assert cjk_font() is not None
 
