@@ -114,6 +114,16 @@ class StageProgress:
 FORMAT = click.Choice(["auto", "jsonl", "csv", "xlsx"])
 
 
+def table_options(map_help: str) -> Callable[[F], F]:
+    """The --format and --map options every command that reads a table file takes."""
+
+    def decorate(func: F) -> F:
+        func = click.option("--map", "mapping", multiple=True, metavar="FIELD=COLUMN", help=map_help)(func)
+        return click.option("--format", "fmt", type=FORMAT, default="auto", show_default=True)(func)
+
+    return decorate
+
+
 def _width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 

@@ -8,7 +8,6 @@ from typing import cast
 import click
 
 from triage.cli.base import (
-    FORMAT,
     StageProgress,
     cli,
     handle_errors,
@@ -16,6 +15,7 @@ from triage.cli.base import (
     render_table,
     root_context,
     settings_from,
+    table_options,
 )
 from triage.errors import InputError
 from triage.tabular import Format
@@ -28,14 +28,7 @@ def history() -> None:
 
 @history.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=FORMAT, default="auto", show_default=True)
-@click.option(
-    "--map",
-    "mapping",
-    multiple=True,
-    metavar="FIELD=COLUMN",
-    help="Column for a field, e.g. --map text=留言详情 --map department=一级标签.",
-)
+@table_options("Column for a field, e.g. --map text=留言详情 --map department=一级标签.")
 @click.option("--add-departments", is_flag=True, help="Add departments the taxonomy lacks instead of skipping.")
 @click.pass_context
 @handle_errors
@@ -79,8 +72,7 @@ def corpus() -> None:
 
 @corpus.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=FORMAT, default="auto", show_default=True)
-@click.option("--map", "mapping", multiple=True, metavar="FIELD=COLUMN", help="Column(s) for text and title.")
+@table_options("Column(s) for text and title.")
 @click.option("--reindex/--no-reindex", default=True, show_default=True, help="Refit and rebuild afterwards.")
 @click.pass_context
 @handle_errors
@@ -116,14 +108,7 @@ def eval_group() -> None:
 @eval_group.command("run")
 @click.argument("dataset", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory.")
-@click.option("--format", "fmt", type=FORMAT, default="auto", show_default=True)
-@click.option(
-    "--map",
-    "mapping",
-    multiple=True,
-    metavar="FIELD=COLUMN",
-    help="Column for a field: text, department (gold), typical_problem_id, reply (reference), id...",
-)
+@table_options("Column for a field: text, department (gold), typical_problem_id, reply (reference), id...")
 @click.option("--offline/--llm", "offline", default=True, show_default=True, help="Draft offline or with the LLM.")
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N valid items.")
 @click.option("--workers", type=click.IntRange(min=1, max=64), default=1, show_default=True)
@@ -208,8 +193,7 @@ def eval_compare(run_a: Path, run_b: Path, gates: tuple[str, ...], show: int) ->
 
 @eval_group.command("rubric")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=FORMAT, default="auto", show_default=True)
-@click.option("--map", "mapping", multiple=True, metavar="FIELD=COLUMN", help="Columns for text, title, reply.")
+@table_options("Columns for text, title, reply.")
 @click.option(
     "--label",
     "labels",
