@@ -1,1 +1,5 @@
-"""The caseworker review API (FastAPI). Not built yet: the CLI is the only interface so far."""
+"""The caseworker review API (FastAPI): `create_app(settings)` builds it; `triage serve` runs it."""
+
+from api.app import create_app
+
+__all__ = ["create_app"]

@@ -2,17 +2,29 @@
 
     TriageError                      root: anything we raise on purpose
     ├── InputError                   a complaint, file or argument is invalid (names the field / line)
+    │   └── UnknownDepartmentError   a department outside the taxonomy (lists the valid ones)
     ├── KnowledgeBaseError           a departments / typical-problems file is invalid or inconsistent
     ├── VectorStoreError             Chroma is unreachable or answered with an error
     │   └── EmbedderMismatchError    a collection was built by another embedder: run `triage kb reindex`
     ├── EmbeddingError               the embeddings endpoint failed
-    └── DraftingError                the LLM drafter failed (always caught: the offline drafter takes over)
+    ├── DraftingError                the LLM drafter failed (always caught: the offline drafter takes over)
+    ├── StoreError                   the database failed or is unreachable
+    ├── AuthError                    no API key, or an unknown / revoked one
+    └── CaseError                    a request about a case cannot be carried out
+        ├── NotFoundError            no such case, or one outside the caller's departments
+        ├── ForbiddenError           the caller's role may not do this
+        ├── InvalidTransitionError   the action is not allowed in the case's current state
+        ├── StaleVersionError        the case changed since the caller read it
+        └── IdempotencyError         an external id already names a different complaint
 
 The CLI maps the tree to messages and exit codes in one place (triage.cli); the API does the same
-for HTTP problem+json responses.
+for HTTP problem+json responses (api.errors).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 
 class TriageError(Exception):
@@ -62,3 +74,58 @@ class DraftingError(TriageError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+class UnknownDepartmentError(InputError):
+    """A department name that is not in the knowledge base."""
+
+    def __init__(self, name: str, valid: Sequence[str], *, field: str = "department") -> None:
+        self.valid = list(valid)
+        super().__init__(f"unknown department '{name}'; valid departments: {', '.join(self.valid)}", field=field)
+
+
+class StoreError(TriageError):
+    """The database failed or is unreachable."""
+
+
+class AuthError(TriageError):
+    """Missing, unknown or revoked API key."""
+
+
+class CaseError(TriageError):
+    """A request about a case that cannot be carried out."""
+
+
+class NotFoundError(CaseError):
+    """No such case, or one the caller may not see (the two are indistinguishable on purpose)."""
+
+
+class ForbiddenError(CaseError):
+    """The caller's role does not allow the action."""
+
+
+class InvalidTransitionError(CaseError):
+    """The action is not allowed in the case's current state."""
+
+    def __init__(self, action: str, status: str, allowed: Sequence[str]) -> None:
+        self.action = action
+        self.status = status
+        self.allowed = list(allowed)
+        allowed_text = ", ".join(self.allowed) or "none"
+        super().__init__(f"cannot {action} a case that is {status}; allowed now: {allowed_text}")
+
+
+class StaleVersionError(CaseError):
+    """The decision was made on an older version of the case; `current` is the case as it is now."""
+
+    def __init__(self, expected: int, current: Any) -> None:
+        self.expected = expected
+        self.current = current
+        super().__init__(
+            f"the case is at version {current.version}, not {expected}: it changed since you read it; "
+            "reload it and decide again"
+        )
+
+
+class IdempotencyError(CaseError):
+    """The external id was already used for a complaint with different content."""

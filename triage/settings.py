@@ -59,6 +59,15 @@ class Settings(BaseSettings):
     )
     reply_days: int = Field(5, ge=1, le=60, description="Working days promised in offline reply drafts.")
 
+    # Review API
+    api_host: str = Field("127.0.0.1", description="Address `triage serve` listens on.")
+    api_port: int = Field(8000, ge=1, le=65535, description="Port `triage serve` listens on.")
+    api_max_body_bytes: int = Field(1_048_576, ge=1024, description="Larger request bodies get 413.")
+    api_max_batch: int = Field(1000, ge=1, description="Most complaints in one batch ingest request.")
+    api_draft_workers: int = Field(
+        1, ge=1, le=16, description="Background threads drafting batch-ingested cases in the API process."
+    )
+
     @field_validator("chroma_url", "llm_base_url", "embedding_base_url", "llm_model", "database_url")
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:

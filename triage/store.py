@@ -11,18 +11,17 @@ import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import DateTime, String, Text, create_engine, select
+from sqlalchemy import DateTime, String, Text, create_engine, event, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from triage.errors import TriageError
+from triage.errors import StoreError
 from triage.models import PastCase
 
-
-class StoreError(TriageError):
-    """The database failed or is unreachable."""
+__all__ = ["Base", "CorpusText", "HistoryStore", "PastCaseRow", "StoreError", "make_engine", "upgrade"]
 
 
 class Base(DeclarativeBase):
@@ -74,11 +73,26 @@ def database_url(url: str | None, data_dir: Path) -> str:
 def make_engine(url: str) -> Engine:
     """An engine with the schema migrated to the newest revision."""
     try:
-        engine = create_engine(url, pool_pre_ping=True)
+        sqlite = url.startswith("sqlite")
+        # The API serves up to 40 requests at once (Starlette's thread pool), plus background drafters.
+        pool = {} if sqlite else {"pool_size": 10, "max_overflow": 30, "pool_timeout": 10}
+        engine = create_engine(url, pool_pre_ping=True, **pool)
+        if sqlite:
+            event.listen(engine, "connect", _sqlite_pragmas)
         upgrade(engine)
     except SQLAlchemyError as exc:
         raise StoreError(f"database {engine_label(url)} is unavailable: {type(exc).__name__}: {exc}") from exc
     return engine
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    # WAL lets the API read while a decision is written; the busy timeout queues writers instead of
+    # failing them; SQLite enforces foreign keys only when asked.
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
 
 
 def upgrade(engine: Engine) -> str:

@@ -98,14 +98,7 @@ class Workspace:
     @classmethod
     def open(cls, settings: Settings) -> Workspace:
         data_dir = settings.data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
-        kb_path = data_dir / "kb.json"
-        if kb_path.exists():
-            kb = KnowledgeBase.from_json(json.loads(kb_path.read_text(encoding="utf-8")))
-        else:
-            kb = knowledge.builtin()
-            _write_json(kb_path, kb.to_json())
-            log.info("seeded the built-in knowledge base (%s) into %s", kb.version, data_dir)
+        kb = active_kb(settings)
         key = settings.chroma_api_key.get_secret_value() if settings.chroma_api_key else None
         client = make_client(path=data_dir / "chroma", url=settings.chroma_url, api_key=key)
         store = HistoryStore(make_engine(database_url(settings.database_url, data_dir)))
@@ -167,7 +160,7 @@ class Workspace:
         self.text_model, self.embedder = model, embedder
         for start in range(0, len(cases), 1000):
             report("indexing past cases", start, len(cases))
-            self._index_cases(cases[start : start + 1000], redacted[start : start + 1000])
+            self.index_cases(cases[start : start + 1000], redacted[start : start + 1000])
         report("indexing past cases", len(cases), len(cases))
         model.save(self._model_path)
         report("training the router", 0, 1)
@@ -209,7 +202,7 @@ class Workspace:
         """
         fresh = self.store.add_cases(cases)
         for start in range(0, len(fresh), 1000):
-            self._index_cases(fresh[start : start + 1000])
+            self.index_cases(fresh[start : start + 1000])
         return fresh
 
     def import_history(self, cases: Iterable[PastCase], progress: Progress | None = None) -> list[PastCase]:
@@ -223,7 +216,8 @@ class Workspace:
         """Store unlabelled texts for the text model; they take effect at the next reindex."""
         return self.store.add_corpus(texts)
 
-    def _index_cases(self, cases: Sequence[PastCase], texts: Sequence[str] | None = None) -> int:
+    def index_cases(self, cases: Sequence[PastCase], texts: Sequence[str] | None = None) -> int:
+        """Make stored past cases retrievable (texts: their case_text, if already computed)."""
         assert self.embedder is not None
         texts = [case_text(c) for c in cases] if texts is None else texts
         redacted = [
@@ -284,6 +278,18 @@ class Workspace:
             self.index.check(name, embedder=self.embedder.fingerprint)
         if self.index.count(PROBLEMS) != len(self.kb.problems):
             raise VectorStoreError("typical problem collection is out of date; run `triage kb reindex`")
+
+
+def active_kb(settings: Settings) -> KnowledgeBase:
+    """The workspace's knowledge base, seeded from the built-in one on first use (no index needed)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    kb_path = settings.data_dir / "kb.json"
+    if kb_path.exists():
+        return KnowledgeBase.from_json(json.loads(kb_path.read_text(encoding="utf-8")))
+    kb = knowledge.builtin()
+    _write_json(kb_path, kb.to_json())
+    log.info("seeded the built-in knowledge base (%s) into %s", kb.version, settings.data_dir)
+    return kb
 
 
 def case_text(case: PastCase) -> str:

@@ -1,0 +1,63 @@
+"""The FastAPI application factory. Nothing is built at import: the lifespan opens the workspace,
+the case database and the pipeline from the settings it is given, and closes them at shutdown."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import errors
+from api.routes import admin, cases, health
+from triage import __version__
+from triage.cases.service import CaseService
+from triage.cases.worker import BackgroundDrafter
+from triage.pipeline import TriagePipeline
+from triage.settings import Settings, get_settings
+from triage.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Drafts for complaints about government services (好差评 bad reviews, 12345 hotline, 办不成事 windows,
+social media): the responsible department, the matching typical problem (典型问题), a root-cause
+summary and a reply, with the evidence they rest on. Caseworkers approve, edit, reject or reassign;
+every action is audited, and approved cases become evidence for the next complaint.
+
+Authenticate with `Authorization: Bearer <key>` (keys come from `triage users add`). Errors are
+RFC 9457 `application/problem+json`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        workspace = Workspace.open(settings)  # also migrates the case database
+        try:
+            service = CaseService(workspace.store.engine, TriagePipeline.from_settings(settings, workspace))
+            app.state.service = service
+            app.state.drafter = BackgroundDrafter(service, threads=settings.api_draft_workers).start()
+            try:
+                yield
+            finally:
+                app.state.drafter.stop()
+        finally:
+            workspace.close()
+
+    app = FastAPI(
+        title="Complaint triage review API",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    errors.install(app)
+    app.add_middleware(errors.BodyLimit, max_bytes=settings.api_max_body_bytes)
+    app.include_router(health.router)
+    app.include_router(cases.router)
+    app.include_router(admin.router)
+    return app

@@ -1,0 +1,41 @@
+"""Dependencies every route takes: the service built in the lifespan, and the caller."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from triage.cases.models import User
+from triage.cases.service import CaseService
+from triage.cases.states import Role
+from triage.errors import ForbiddenError
+
+_bearer = HTTPBearer(auto_error=False, description="An API key from `triage users add` or POST /users.")
+
+
+def get_service(request: Request) -> CaseService:
+    service: CaseService = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[CaseService, Depends(get_service)]
+
+
+def current_user(
+    service: ServiceDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> User:
+    return service.users.authenticate(credentials.credentials if credentials else None)
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def admin_user(user: CurrentUser) -> User:
+    if user.role is not Role.ADMIN:
+        raise ForbiddenError("only admins manage users, keys and the knowledge base")
+    return user
+
+
+AdminUser = Annotated[User, Depends(admin_user)]

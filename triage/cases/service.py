@@ -1,0 +1,533 @@
+"""The review service: ingest complaints, keep their drafts, and record caseworkers' decisions.
+
+Invariants:
+- A valid complaint is committed (status `new`) before anything that can fail runs; a drafting
+  failure leaves it `new` with `draft_error` saying why, and the background drafter retries queued ones.
+- Each action is one transaction: the case update, the decision, the audit event (and, on approval,
+  the past case) commit together or not at all.
+- Optimistic concurrency: the ORM writes a case with `... WHERE version = <the version read>`, so of
+  two decisions on the same version exactly one lands; the other gets StaleVersionError.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
+
+from triage.cases import queries
+from triage.cases.models import (
+    AuditEvent,
+    BatchStatus,
+    CaseDetail,
+    CasePage,
+    CaseQuery,
+    Edits,
+    IngestReceipt,
+    QueueStats,
+    User,
+)
+from triage.cases.rows import AuditRow, BatchRow, CaseRow, DecisionRow, DraftRow, utcnow
+from triage.cases.states import ACTION_ROLES, INGEST_ROLES, TRANSITIONS, Action, CaseStatus, Role, allowed_actions
+from triage.cases.users import UserDirectory
+from triage.errors import (
+    ForbiddenError,
+    IdempotencyError,
+    InputError,
+    InvalidTransitionError,
+    StaleVersionError,
+    StoreError,
+    TriageError,
+    UnknownDepartmentError,
+)
+from triage.locks import ReadWriteLock
+from triage.models import Complaint, Draft, PastCase
+from triage.pipeline import TriagePipeline
+from triage.store import PastCaseRow
+
+log = logging.getLogger(__name__)
+SYSTEM = "triage"  # the actor of automatic drafts
+TRACKED = ("status", "department", "assigned_by", "typical_problem_id", "confidence", "draft_no", "draft_error")
+DRAFT_FIELDS = ("department", "typical_problem_id", "root_cause", "reply")
+RETRY_QUEUED_AFTER = timedelta(seconds=60)  # a single ingest drafts in-request; only stragglers are swept
+
+
+def _snapshot(row: CaseRow) -> dict[str, Any]:
+    return {f: getattr(row, f) for f in TRACKED}
+
+
+def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    return {k: [before.get(k), v] for k, v in after.items() if before.get(k) != v}
+
+
+class CaseService:
+    """Built once per process from an engine and a pipeline; thread-safe."""
+
+    def __init__(self, engine: Engine, pipeline: TriagePipeline) -> None:
+        self.engine = engine
+        self.pipeline = pipeline
+        self.kb = pipeline.ws.kb
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self.users = UserDirectory(self._sessions)
+        # SQLite has one writer; serialising writes in the process avoids its busy/deadlock errors.
+        self._write_lock: threading.Lock | None = threading.Lock() if engine.dialect.name == "sqlite" else None
+        self._models = ReadWriteLock()  # triage and indexing read the models; a reindex replaces them
+
+    # -- plumbing --------------------------------------------------------------------------
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        try:
+            with self._sessions() as s:
+                yield s
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database unavailable: {type(exc).__name__}: {exc}") from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        """One transaction; rolled back whole on any error."""
+        with self._write_lock or nullcontext():
+            try:
+                with self._sessions.begin() as s:
+                    yield s
+            except (StaleDataError, IntegrityError, TriageError):
+                raise
+            except SQLAlchemyError as exc:
+                raise StoreError(f"database unavailable: {type(exc).__name__}: {exc}") from exc
+
+    def ping(self) -> None:
+        with self._read() as s:
+            s.execute(select(1))
+
+    def department_names(self) -> list[str]:
+        return self.kb.department_names
+
+    def check_department(self, name: str, *, field: str = "department") -> str:
+        canonical = self.kb.resolve_department(name)
+        if canonical is None:
+            raise UnknownDepartmentError(name, self.kb.department_names, field=field)
+        return canonical
+
+    def reindex(self) -> dict[str, Any]:
+        """Rebuild the index and retrain routing from the database; triage waits meanwhile."""
+        with self._models.write():
+            self.pipeline.ws.reindex()
+            return dict(vars(self.pipeline.ws.stats()))
+
+    # -- reads -----------------------------------------------------------------------------
+    def get(self, case_id: str, *, user: User) -> CaseDetail:
+        with self._read() as s:
+            return queries.get_case(s, case_id, user)
+
+    def queue(self, query: CaseQuery, *, user: User) -> CasePage:
+        with self._read() as s:
+            return queries.list_cases(s, query, user)
+
+    def audit(self, case_id: str, *, user: User) -> list[AuditEvent]:
+        with self._read() as s:
+            return queries.audit_trail(s, case_id, user)
+
+    def batch(self, batch_id: str, *, user: User) -> BatchStatus:
+        with self._read() as s:
+            return queries.batch_status(s, batch_id, user)
+
+    def stats(self, *, user: User, since: datetime | None = None, until: datetime | None = None) -> QueueStats:
+        with self._read() as s:
+            return queries.queue_stats(s, user, since=since, until=until)
+
+    # -- ingest ----------------------------------------------------------------------------
+    def ingest(self, complaint: Complaint, *, user: User) -> tuple[CaseDetail, bool]:
+        """Store and draft one complaint; returns (the case, created). Idempotent on external_id."""
+        self._require_ingest(user)
+        existing = self._existing({0: complaint}).get(0)
+        if existing is None:
+            try:
+                with self._write() as s:
+                    case_id = self._insert(s, complaint, user=user, batch_id=None)
+            except IntegrityError:  # the same external id, committed a moment ago by another request
+                existing = self._existing({0: complaint})[0]
+        if existing is not None:
+            return self.get(existing, user=user), False
+        self.draft_cases([case_id], actor=SYSTEM)
+        return self.get(case_id, user=user), True
+
+    def ingest_batch(self, complaints: Sequence[Complaint], *, user: User) -> IngestReceipt:
+        """Store a batch at once (one transaction); drafting happens later, in draft_pending()."""
+        self._require_ingest(user)
+        for attempt in range(2):
+            existing = self._existing(dict(enumerate(complaints)))
+            batch_id = str(uuid.uuid4())
+            case_ids: list[str] = []
+            seen: dict[str, str] = {}  # external ids repeated within the batch
+            try:
+                with self._write() as s:
+                    s.add(BatchRow(id=batch_id, submitted_by=user.name, total=len(complaints)))
+                    s.flush()
+                    for i, c in enumerate(complaints):
+                        known = existing.get(i) or (seen.get(c.external_id) if c.external_id else None)
+                        if known is None:
+                            known = self._insert(s, c, user=user, batch_id=batch_id)
+                            if c.external_id:
+                                seen[c.external_id] = known
+                        case_ids.append(known)
+            except IntegrityError:  # an external id committed meanwhile by another request: look again
+                if attempt:
+                    raise
+                continue
+            created = len(set(case_ids) - set(existing.values()))
+            return IngestReceipt(
+                batch_id=batch_id,
+                total=len(complaints),
+                created=created,
+                existing=len(complaints) - created,
+                case_ids=case_ids,
+            )
+        raise AssertionError("unreachable")
+
+    def _require_ingest(self, user: User) -> None:
+        if user.role not in INGEST_ROLES:
+            raise ForbiddenError(f"role {user.role.value} may not ingest complaints")
+
+    def _existing(self, complaints: dict[int, Complaint]) -> dict[int, str]:
+        """Case ids of complaints whose external id is already stored; a reused id with other text is refused."""
+        keyed = {i: c for i, c in complaints.items() if c.external_id}
+        if not keyed:
+            return {}
+        with self._read() as s:
+            rows = {
+                r.external_id: r
+                for r in s.execute(
+                    select(CaseRow.id, CaseRow.external_id, CaseRow.text).where(
+                        CaseRow.external_id.in_({c.external_id for c in keyed.values()})
+                    )
+                )
+            }
+        found: dict[int, str] = {}
+        for i, c in keyed.items():
+            row = rows.get(c.external_id)
+            if row is None:
+                continue
+            if row.text != c.text:
+                where = "external_id" if len(complaints) == 1 else f"complaints[{i}].external_id"
+                raise IdempotencyError(
+                    f"{where}: '{c.external_id}' already names case {row.id} with different text; "
+                    "use a new external id for a new complaint"
+                )
+            found[i] = row.id
+        return found
+
+    def _insert(self, s: Session, c: Complaint, *, user: User, batch_id: str | None) -> str:
+        now = utcnow()
+        row = CaseRow(
+            id=str(uuid.uuid4()),
+            external_id=c.external_id,
+            text=c.text,
+            title=c.title,
+            channel=c.channel.value,
+            service_item=c.service_item,
+            rating=c.rating,
+            region=c.region,
+            contact=c.contact,
+            complained_at=c.created_at,
+            status=CaseStatus.NEW.value,
+            draft_no=0,
+            batch_id=batch_id,
+            submitted_by=user.name,
+            received_at=now,
+            updated_at=now,
+        )
+        s.add(row)
+        s.flush()
+        self._audit(s, row, actor=user.name, action="ingest", changes={"status": [None, CaseStatus.NEW.value]})
+        return row.id
+
+    # -- drafting --------------------------------------------------------------------------
+    def draft_cases(self, case_ids: Sequence[str], *, actor: str) -> int:
+        """Draft cases still `new` (batched); a failure is recorded on each case. Returns drafts stored."""
+        with self._read() as s:
+            rows = list(
+                s.scalars(select(CaseRow).where(CaseRow.id.in_(case_ids), CaseRow.status == CaseStatus.NEW.value))
+            )
+        if not rows:
+            return 0
+        try:
+            with self._models.read():
+                drafts = self.pipeline.triage_many([queries.complaint_of(r) for r in rows])
+        except Exception as exc:  # the complaint stays stored; the reason goes on the case
+            log.exception("drafting failed for %d case(s)", len(rows))
+            reason = f"{type(exc).__name__}: {exc}"
+            for r in rows:
+                self._record_draft_error(r.id, r.version, reason)
+            return 0
+        stored = 0
+        for r, d in zip(rows, drafts, strict=True):
+            try:
+                self._save_draft(r.id, r.version, d, actor=actor, action="draft", expect=(CaseStatus.NEW,))
+                stored += 1
+            except (StaleVersionError, InvalidTransitionError):
+                log.info("case %s changed while being drafted; its new state stands", r.id)
+        return stored
+
+    def pending(self, limit: int, *, exclude: set[str]) -> list[str]:
+        """Queued cases awaiting a first draft: batch cases, and single ones whose in-request draft was lost."""
+        cutoff = utcnow() - RETRY_QUEUED_AFTER
+        with self._read() as s:
+            ids = s.scalars(
+                select(CaseRow.id)
+                .where(
+                    CaseRow.status == CaseStatus.NEW.value,
+                    CaseRow.draft_error.is_(None),
+                    CaseRow.draft_no == 0,
+                    CaseRow.batch_id.is_not(None) | (CaseRow.received_at < cutoff),
+                )
+                .order_by(CaseRow.received_at, CaseRow.id)
+                .limit(limit + len(exclude))
+            )
+            return [i for i in ids if i not in exclude][:limit]
+
+    def _record_draft_error(self, case_id: str, version: int, reason: str) -> None:
+        try:
+            with self._write() as s:
+                row = s.get(CaseRow, case_id)
+                if row is None or row.version != version:
+                    return
+                before = _snapshot(row)
+                row.draft_error = reason[:2000]
+                row.updated_at = utcnow()
+                s.flush()
+                self._audit(s, row, actor=SYSTEM, action="draft_failed", changes=_diff(before, _snapshot(row)))
+        except (StaleDataError, StoreError):
+            log.warning("could not record the drafting failure of case %s", case_id)
+
+    def _save_draft(
+        self,
+        case_id: str,
+        version: int,
+        draft: Draft,
+        *,
+        actor: str,
+        action: str,
+        expect: Sequence[CaseStatus],
+        decision: Callable[[CaseRow], DecisionRow] | None = None,
+    ) -> None:
+        try:
+            with self._write() as s:
+                row = s.get(CaseRow, case_id)
+                assert row is not None
+                if row.version != version:
+                    raise StaleVersionError(version, row)
+                if CaseStatus(row.status) not in expect:
+                    raise InvalidTransitionError(action, row.status, allowed_actions(row.status))
+                before = _snapshot(row)
+                if decision is not None:
+                    s.add(decision(row))
+                number = row.draft_no + 1
+                s.add(DraftRow(case_id=row.id, number=number, created_by=actor, body=draft.model_dump(mode="json")))
+                row.draft_no = number
+                row.status = CaseStatus.DRAFTED.value
+                if row.assigned_by is None:  # a person's choice of department outlives re-drafting
+                    row.department = draft.department
+                row.typical_problem_id = draft.typical_problem.id if draft.typical_problem else None
+                row.confidence = draft.confidence
+                row.draft_error = None
+                row.updated_at = utcnow()
+                s.flush()
+                self._audit(s, row, actor=actor, action=action, changes=_diff(before, _snapshot(row)))
+        except StaleDataError as exc:
+            raise StaleVersionError(version, self._peek(case_id)) from exc
+
+    # -- decisions -------------------------------------------------------------------------
+    def approve(self, case_id: str, *, user: User, version: int, edits: Edits | None = None) -> CaseDetail:
+        """Approve the current draft, as is or with edits; the case joins the past cases at once."""
+        approved: list[PastCase] = []
+
+        def apply(s: Session, row: CaseRow) -> tuple[DecisionRow, dict[str, Any]]:
+            draft = self._current_draft(s, row)
+            original: dict[str, Any] = {
+                "department": draft.department if draft else row.department,
+                "typical_problem_id": draft.typical_problem.id if draft and draft.typical_problem else None,
+                "root_cause": draft.root_cause if draft else None,
+                "reply": draft.reply if draft else None,
+            }
+            final = dict(original)
+            given = edits.model_fields_set if edits else set()
+            for f in given:
+                final[f] = getattr(edits, f)
+            final["department"] = self.check_department(final["department"] or "", field="edits.department")
+            self._check_final(final, user)
+            edited = [f for f in DRAFT_FIELDS if final[f] != original[f]]
+            if "department" in edited:
+                row.assigned_by = user.name
+            row.department = final["department"]
+            row.typical_problem_id = final["typical_problem_id"]
+            row.decided_at = row.decided_at or utcnow()
+            approved.append(self._past_case(row, final))
+            s.merge(PastCaseRow.from_model(approved[-1]))
+            extra = {f"draft.{f}": [original[f], final[f]] for f in edited if f not in ("department",)}
+            return self._decision(row, Action.APPROVE, user, edited=edited, **final), extra
+
+        detail = self._act(case_id, user=user, version=version, action=Action.APPROVE, apply=apply)
+        try:
+            with self._models.read():
+                self.pipeline.ws.index_cases(approved)
+        except TriageError as exc:  # the row is committed; `triage kb reindex` rebuilds the index from it
+            log.warning("approved case %s is stored but not yet retrievable: %s", case_id, exc)
+        return detail
+
+    def reject(self, case_id: str, *, user: User, version: int, reason: str) -> CaseDetail:
+        """Reject the draft with a reason; the case can then be re-triaged, reassigned or closed."""
+
+        def apply(s: Session, row: CaseRow) -> tuple[DecisionRow, dict[str, Any]]:
+            row.decided_at = row.decided_at or utcnow()
+            return self._decision(row, Action.REJECT, user, reason=reason), {"reason": [None, reason]}
+
+        return self._act(case_id, user=user, version=version, action=Action.REJECT, apply=apply)
+
+    def reassign(self, case_id: str, *, user: User, version: int, department: str, reason: str | None) -> CaseDetail:
+        """Move the case to another department's queue."""
+        target = self.check_department(department)
+
+        def apply(s: Session, row: CaseRow) -> tuple[DecisionRow, dict[str, Any]]:
+            if target == row.department:
+                raise InputError(f"the case is already with {target}", field="department")
+            row.department = target
+            row.assigned_by = user.name
+            return self._decision(row, Action.REASSIGN, user, department=target, reason=reason), {}
+
+        return self._act(case_id, user=user, version=version, action=Action.REASSIGN, apply=apply)
+
+    def close(self, case_id: str, *, user: User, version: int, note: str | None = None) -> CaseDetail:
+        """Close a decided case (the reply went out, or a rejected case needs nothing more)."""
+
+        def apply(s: Session, row: CaseRow) -> tuple[DecisionRow, dict[str, Any]]:
+            return self._decision(row, Action.CLOSE, user, reason=note), {}
+
+        return self._act(case_id, user=user, version=version, action=Action.CLOSE, apply=apply)
+
+    def retriage(self, case_id: str, *, user: User, version: int) -> CaseDetail:
+        """Draft the case again with the current knowledge and models; earlier versions are kept."""
+        with self._read() as s:
+            row = queries.visible_row(s, case_id, user)
+            self._check(row, user, Action.RETRIAGE, version)
+            complaint = queries.complaint_of(row)
+            draft_no = row.draft_no
+        with self._models.read():
+            draft = self.pipeline.triage(complaint)
+        self._save_draft(
+            case_id,
+            version,
+            draft,
+            actor=user.name,
+            action=Action.RETRIAGE.value,
+            expect=[st for st, moves in TRANSITIONS.items() if Action.RETRIAGE in moves],
+            decision=lambda r: DecisionRow(
+                case_id=r.id, action=Action.RETRIAGE.value, actor=user.name, draft_no=draft_no, edited_fields=[]
+            ),
+        )
+        return self.get(case_id, user=user)
+
+    def _act(
+        self,
+        case_id: str,
+        *,
+        user: User,
+        version: int,
+        action: Action,
+        apply: Callable[[Session, CaseRow], tuple[DecisionRow, dict[str, Any]]],
+    ) -> CaseDetail:
+        try:
+            with self._write() as s:
+                row = queries.visible_row(s, case_id, user)
+                self._check(row, user, action, version)
+                before = _snapshot(row)
+                decision, extra = apply(s, row)
+                row.status = TRANSITIONS[CaseStatus(row.status)][action].value
+                row.updated_at = utcnow()
+                s.add(decision)
+                s.flush()  # UPDATE ... WHERE version = :read; no row -> StaleDataError
+                self._audit(s, row, actor=user.name, action=action.value, changes=_diff(before, _snapshot(row)) | extra)
+                return queries.detail(s, row, user)
+        except StaleDataError as exc:
+            raise StaleVersionError(version, self.get(case_id, user=user)) from exc
+
+    def _check(self, row: CaseRow, user: User, action: Action, version: int) -> None:
+        if user.role not in ACTION_ROLES[action]:
+            raise ForbiddenError(f"role {user.role.value} may not {action.value} cases")
+        if row.version != version:
+            raise StaleVersionError(version, queries.summary(row))
+        if action not in TRANSITIONS[CaseStatus(row.status)]:
+            raise InvalidTransitionError(action.value, row.status, allowed_actions(row.status, user.role))
+
+    def _check_final(self, final: dict[str, Any], user: User) -> None:
+        if user.role is Role.CASEWORKER and final["department"] not in user.departments:
+            raise ForbiddenError(
+                f"you may approve only for {', '.join(user.departments)}; reassign the case to "
+                f"{final['department']} instead"
+            )
+        pid = final["typical_problem_id"]
+        if pid is not None:
+            problem = self.kb.problems_by_id.get(pid)
+            if problem is None:
+                raise InputError(f"unknown typical problem '{pid}'", field="edits.typical_problem_id")
+            if problem.department != final["department"]:
+                raise InputError(
+                    f"typical problem {pid} belongs to {problem.department}, not {final['department']}",
+                    field="edits.typical_problem_id",
+                )
+        for f in ("root_cause", "reply"):
+            if not final[f]:
+                raise InputError("the case has no draft to take it from; give it in the edits", field=f"edits.{f}")
+
+    def _current_draft(self, s: Session, row: CaseRow) -> Draft | None:
+        if not row.draft_no:
+            return None
+        body = s.scalars(select(DraftRow.body).where(DraftRow.case_id == row.id, DraftRow.number == row.draft_no)).one()
+        return Draft.model_validate(body)
+
+    @staticmethod
+    def _decision(
+        row: CaseRow, action: Action, user: User, *, edited: Sequence[str] = (), **values: Any
+    ) -> DecisionRow:
+        return DecisionRow(
+            case_id=row.id,
+            action=action.value,
+            actor=user.name,
+            draft_no=row.draft_no,
+            edited_fields=list(edited),
+            edited=bool(edited),
+            **values,
+        )
+
+    @staticmethod
+    def _past_case(row: CaseRow, final: dict[str, Any]) -> PastCase:
+        when = row.complained_at or row.received_at
+        return PastCase(
+            id=f"case-{row.id}",
+            text=row.text,
+            title=row.title,
+            department=final["department"],
+            typical_problem_id=final["typical_problem_id"],
+            root_cause=final["root_cause"],
+            reply=final["reply"],
+            channel=row.channel,
+            created_at=when.astimezone(UTC).isoformat() if when.tzinfo else when.isoformat(),
+            source="approved",
+        )
+
+    @staticmethod
+    def _audit(s: Session, row: CaseRow, *, actor: str, action: str, changes: dict[str, Any]) -> None:
+        s.add(AuditRow(case_id=row.id, actor=actor, action=action, changes=changes | {"version": row.version}))
+
+    def _peek(self, case_id: str) -> Any:
+        with self._read() as s:
+            row = s.get(CaseRow, case_id)
+            return queries.summary(row) if row else None
