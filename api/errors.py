@@ -84,7 +84,7 @@ def _triage_error(_: Request, exc: Exception) -> JSONResponse:
             "invalid-transition",
             "Action not allowed now",
             str(exc),
-            status_now=exc.status,
+            current_status=exc.status,
             allowed_actions=exc.allowed,
         )
     if isinstance(exc, StaleVersionError):

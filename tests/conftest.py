@@ -2,10 +2,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from tests.fakes.openai_server import ScriptedOpenAI
 from triage.models import Complaint
@@ -15,6 +18,28 @@ from triage.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TRIAGE_SHARED_DIR", ROOT.parent / "shared"))
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new database on the local PostgreSQL server, dropped afterwards. Under CI it must exist."""
+    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    name = f"triage_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is required under CI: {exc}")
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 unreachable: {exc}")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -88,3 +113,61 @@ def llm_settings(data_dir: Path, server: ScriptedOpenAI, **extra: object) -> Set
 
 def complaint(text: str, **fields: object) -> Complaint:
     return Complaint.model_validate({"text": text, **fields})
+
+
+class ApiHarness:
+    """A running app (lifespan entered) plus helpers to mint users and ingest complaints."""
+
+    def __init__(self, client: object, service: object) -> None:
+        from fastapi.testclient import TestClient
+
+        from triage.cases.service import CaseService
+
+        assert isinstance(client, TestClient) and isinstance(service, CaseService)
+        self.client = client
+        self.service = service
+
+    def headers(self, role: str, *departments: str) -> dict[str, str]:
+        from triage.cases.models import NewUser
+
+        new = NewUser.model_validate(
+            {"name": f"{role}-{uuid.uuid4().hex[:8]}", "role": role, "departments": list(departments)}
+        )
+        issued = self.service.users.add(new, valid_departments=self.service.department_names())
+        return {"Authorization": f"Bearer {issued.key}"}
+
+    def ingest(self, headers: dict[str, str], text: str, **fields: object) -> dict[str, object]:
+        response = self.client.post("/cases", json={"text": text, **fields}, headers=headers)
+        assert response.status_code == 201, response.text
+        body: dict[str, object] = response.json()
+        return body
+
+
+@contextmanager
+def running_api(settings: Settings) -> Iterator[ApiHarness]:
+    from fastapi.testclient import TestClient
+
+    from api import create_app
+
+    app = create_app(settings)
+    with TestClient(app) as client:
+        yield ApiHarness(client, app.state.service)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def api_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The case database an API test module runs against: SQLite, then the local PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('api-sqlite') / 'triage.db'}"
+        return
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def api(api_database_url: str, builtin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiHarness]:
+    """The review API on a private copy of the built-in workspace, shared by one test module."""
+    data_dir = tmp_path_factory.mktemp("api-ws") / "ws"
+    shutil.copytree(builtin_dir, data_dir)
+    with running_api(Settings(data_dir=data_dir, database_url=api_database_url)) as harness:
+        yield harness

@@ -2,41 +2,32 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import complaint
+from tests.conftest import complaint, fresh_postgres_database
 from triage.models import PastCase
 from triage.pipeline import TriagePipeline
 from triage.settings import Settings
 from triage.store import HistoryStore, make_engine, upgrade
 from triage.workspace import Workspace
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-
 
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    """A fresh database on the local PostgreSQL server, dropped afterwards. Under CI it must exist."""
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    name = f"triage_test_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is required under CI: {exc}")
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 unreachable: {exc}")
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_postgres_database() as url:
+        yield url
+
+
+def _empty_schema(url: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+        conn.execute(sa.text("CREATE SCHEMA public"))
+    engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -44,17 +35,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'triage.db'}"
     url: str = request.getfixturevalue("postgres_url")
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:  # each test starts from an empty schema
-        conn.execute(sa.text("DROP TABLE IF EXISTS past_cases, corpus_texts, alembic_version"))
-    engine.dispose()
+    _empty_schema(url)  # each test starts from an empty schema
     return url
 
 
 def test_migrations_create_the_schema_at_head(database_url: str) -> None:
     engine = make_engine(database_url)
-    assert upgrade(engine) == "0001"  # idempotent: already at head
-    assert {"past_cases", "corpus_texts", "alembic_version"} <= set(sa.inspect(engine).get_table_names())
+    assert upgrade(engine) == "0002"  # idempotent: already at head
+    tables = {"past_cases", "corpus_texts", "cases", "drafts", "decisions", "audit_events", "users", "api_keys"}
+    assert tables | {"batches", "alembic_version"} <= set(sa.inspect(engine).get_table_names())
     engine.dispose()
 
 
@@ -83,10 +72,7 @@ def test_past_cases_round_trip_and_are_added_once(database_url: str) -> None:
 
 
 def test_workspace_history_lives_in_postgresql(postgres_url: str, tmp_path: Path) -> None:
-    engine = sa.create_engine(postgres_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("DROP TABLE IF EXISTS past_cases, corpus_texts, alembic_version"))
-    engine.dispose()
+    _empty_schema(postgres_url)
     settings = Settings(data_dir=tmp_path / "ws", database_url=postgres_url)
     with Workspace.open(settings) as ws:
         fresh = ws.import_history(

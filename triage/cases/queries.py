@@ -245,8 +245,8 @@ def queue_stats(s: Session, user: User, *, since: datetime | None = None, until:
     unedited = sum(n for edited, n in approvals if not edited)
     decided_rows = s.execute(
         select(CaseRow.received_at, CaseRow.decided_at).where(where, CaseRow.decided_at.is_not(None))
-    ).tuples()
-    waits = [(_aware(decided) - _aware(received)).total_seconds() for received, decided in decided_rows if decided]
+    ).all()
+    waits = [(_aware(d) - _aware(r)).total_seconds() for r, d in decided_rows if d is not None]
     return QueueStats(
         total=sum(by_status.values()),
         by_status=by_status,

@@ -449,10 +449,11 @@ class CaseService:
                 row = queries.visible_row(s, case_id, user)
                 self._check(row, user, action, version)
                 before = _snapshot(row)
-                decision, extra = apply(s, row)
-                row.status = TRANSITIONS[CaseStatus(row.status)][action].value
-                row.updated_at = utcnow()
-                s.add(decision)
+                with s.no_autoflush:  # one UPDATE, so one version step per action
+                    decision, extra = apply(s, row)
+                    row.status = TRANSITIONS[CaseStatus(row.status)][action].value
+                    row.updated_at = utcnow()
+                    s.add(decision)
                 s.flush()  # UPDATE ... WHERE version = :read; no row -> StaleDataError
                 self._audit(s, row, actor=user.name, action=action.value, changes=_diff(before, _snapshot(row)) | extra)
                 return queries.detail(s, row, user)

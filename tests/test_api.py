@@ -1,0 +1,269 @@
+"""The review API through httpx (Starlette's TestClient) against SQLite and the local PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from tests.conftest import ApiHarness, running_api
+from triage.settings import Settings
+
+GJJ = "租房提取公积金在随申办提交了三次都被退回，说租赁合同没有备案，合同明明已经备案了，能不能别让我反复上传材料"
+PASSPORT = "出入境预约港澳通行证连着一个星期都约不到号，孩子七月要去香港夏令营，证件还没办下来，窗口电话也打不通"
+
+
+def _admin(api: ApiHarness) -> dict[str, str]:
+    return api.headers("admin")
+
+
+def test_ingest_drafts_at_once_and_is_idempotent_on_external_id(api: ApiHarness) -> None:
+    admin = _admin(api)
+    ext = f"HCP-{uuid.uuid4().hex[:8]}"
+    case = api.ingest(admin, GJJ, channel="好差评", external_id=ext, title="公积金提取被退回")
+    assert case["status"] == "drafted" and case["version"] == 2 and case["draft_no"] == 1
+    draft = case["draft"]
+    assert isinstance(draft, dict) and draft["department"] == case["department"]
+    assert draft["reply"] and draft["root_cause"] and draft["evidence"]
+    assert all(0 <= e["similarity"] <= 1 for e in draft["evidence"])
+    again = api.client.post("/cases", json={"text": GJJ, "external_id": ext}, headers=admin)
+    assert again.status_code == 200 and again.json()["id"] == case["id"]
+    other = api.client.post("/cases", json={"text": PASSPORT, "external_id": ext}, headers=admin)
+    assert other.status_code == 409 and other.headers["content-type"] == "application/problem+json"
+    assert ext in other.json()["detail"]
+    listed = api.client.get("/cases", params={"text": "租赁合同没有备案", "page_size": 200}, headers=admin).json()
+    assert [c["id"] for c in listed["items"]].count(case["id"]) == 1
+
+
+def test_batch_is_stored_at_once_and_drafted_in_the_background(api: ApiHarness) -> None:
+    admin = _admin(api)
+    ext = f"B-{uuid.uuid4().hex[:6]}"
+    complaints = [{"text": f"{GJJ}（第{i}次）", "external_id": f"{ext}-{i}"} for i in range(5)]
+    complaints.append({"text": PASSPORT, "external_id": f"{ext}-0"})  # repeated id: not a second case
+    response = api.client.post("/cases/batch", json={"complaints": complaints[:5]}, headers=admin)
+    assert response.status_code == 202
+    receipt = response.json()
+    assert receipt["created"] == 5 and len(set(receipt["case_ids"])) == 5
+    deadline = time.monotonic() + 30
+    while True:
+        progress = api.client.get(f"/batches/{receipt['batch_id']}", headers=admin).json()
+        if progress["done"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert progress["done"] and progress["by_status"] == {"drafted": 5} and progress["failed"] == 0
+    queue = api.client.get("/cases", params={"batch_id": receipt["batch_id"]}, headers=admin).json()
+    assert queue["total"] == 5 and all(c["draft_no"] == 1 for c in queue["items"])
+    second = api.client.post("/cases/batch", json={"complaints": complaints[:2]}, headers=admin).json()
+    assert second["created"] == 0 and second["existing"] == 2 and second["case_ids"] == receipt["case_ids"][:2]
+    conflict = api.client.post("/cases/batch", json={"complaints": complaints[4:]}, headers=admin)
+    assert conflict.status_code == 409 and "complaints[1].external_id" in conflict.json()["detail"]
+
+
+def test_batch_validation_names_every_bad_item(api: ApiHarness) -> None:
+    admin = _admin(api)
+    body = {"complaints": [{"text": GJJ}, {"text": "  "}, {"text": GJJ, "channel": "微博"}]}
+    response = api.client.post("/cases/batch", json=body, headers=admin)
+    assert response.status_code == 422 and response.headers["content-type"] == "application/problem+json"
+    fields = [e["field"] for e in response.json()["errors"]]
+    assert fields == ["body.complaints[1].text", "body.complaints[2].channel"]
+    before = api.client.get("/cases", params={"text": GJJ[:12]}, headers=admin).json()["total"]
+    assert api.client.get("/cases", params={"text": GJJ[:12]}, headers=admin).json()["total"] == before
+
+
+def test_queue_filters_sorts_and_paginates(api: ApiHarness) -> None:
+    admin = _admin(api)
+    tag = uuid.uuid4().hex[:6]
+    made = [api.ingest(admin, f"{PASSPORT} 编号{tag}-{i}", channel="12345" if i % 2 else "小红书") for i in range(5)]
+    q = {"text": tag, "page_size": 2, "sort": "received_at"}
+    first = api.client.get("/cases", params=q, headers=admin).json()
+    second = api.client.get("/cases", params={**q, "page": 2}, headers=admin).json()
+    assert first["total"] == 5 and len(first["items"]) == 2
+    assert [c["id"] for c in first["items"] + second["items"]] == [c["id"] for c in made[:4]]
+    by_channel = api.client.get("/cases", params={"text": tag, "channel": "12345"}, headers=admin).json()
+    assert {c["id"] for c in by_channel["items"]} == {made[1]["id"], made[3]["id"]}
+    dept = made[0]["department"]
+    by_dept = api.client.get("/cases", params={"text": tag, "department": dept, "status": "drafted"}, headers=admin)
+    assert by_dept.json()["total"] == sum(1 for c in made if c["department"] == dept)
+    future = api.client.get("/cases", params={"text": tag, "received_from": "2999-01-01T00:00:00Z"}, headers=admin)
+    assert future.json()["total"] == 0
+    problem = made[0]["typical_problem_id"]
+    if problem:
+        by_problem = api.client.get("/cases", params={"text": tag, "typical_problem_id": problem}, headers=admin)
+        assert made[0]["id"] in {c["id"] for c in by_problem.json()["items"]}
+    bad = api.client.get("/cases", params={"page_size": 1000, "sort": "colour"}, headers=admin)
+    assert bad.status_code == 422
+    assert {e["field"] for e in bad.json()["errors"]} == {"query.page_size", "query.sort"}
+
+
+def test_approve_with_edits_records_the_fields_and_the_loop_closes(api: ApiHarness) -> None:
+    admin = _admin(api)
+    tag = uuid.uuid4().hex[:6]
+    text = f"龙华街道{tag}号楼电梯坏了两个月没人修，物业说维修基金申请不下来，老人天天爬十几层楼"
+    case = api.ingest(admin, text, title="加装电梯维修无人管")
+    department = str(case["department"])
+    worker = api.headers("caseworker", department)
+    edited_reply = f"您好，关于{tag}号楼电梯停运，已督促物业与街道本周内启动维修基金应急使用程序。"
+    response = api.client.post(
+        f"/cases/{case['id']}/approve",
+        json={"version": case["version"], "edits": {"reply": edited_reply, "typical_problem_id": None}},
+        headers=worker,
+    )
+    assert response.status_code == 200, response.text
+    approved = response.json()
+    assert approved["status"] == "approved" and approved["version"] == case["version"] + 1
+    decision = approved["decisions"][-1]
+    assert decision["action"] == "approve" and decision["reply"] == edited_reply
+    expected_edits = ["reply"] + (["typical_problem_id"] if case["typical_problem_id"] else [])
+    assert sorted(decision["edited_fields"]) == sorted(expected_edits)
+    assert approved["allowed_actions"] == ["close"]
+    # the next similar complaint finds the approved case as evidence, with its approved reply
+    similar = api.ingest(admin, f"龙华街道{tag}号楼电梯还是停着，物业说维修基金批不下来，老人爬楼太难了")
+    evidence = [e for e in similar["draft"]["evidence"] if e["kind"] == "past_case"]  # type: ignore[index]
+    assert evidence and evidence[0]["id"] == f"case-{case['id']}" and evidence[0]["department"] == department
+
+
+def test_state_machine_and_stale_versions_answer_409(api: ApiHarness) -> None:
+    admin = _admin(api)
+    case = api.ingest(admin, PASSPORT)
+    path, v = f"/cases/{case['id']}", case["version"]
+    rejected = api.client.post(f"{path}/reject", json={"version": v, "reason": "答复未说明加号渠道"}, headers=admin)
+    assert rejected.status_code == 200 and rejected.json()["status"] == "rejected"
+    stale = api.client.post(f"{path}/reject", json={"version": v, "reason": "again"}, headers=admin)
+    assert stale.status_code == 409 and stale.json()["type"] == "/problems/stale-version"
+    assert stale.json()["current"]["version"] == v + 1 and stale.json()["current"]["status"] == "rejected"
+    wrong_state = api.client.post(f"{path}/approve", json={"version": v + 1}, headers=admin)
+    assert wrong_state.status_code == 409
+    body = wrong_state.json()
+    assert body["current_status"] == "rejected" and body["allowed_actions"] == ["reassign", "retriage", "close"]
+    retriaged = api.client.post(f"{path}/retriage", json={"version": v + 1}, headers=admin).json()
+    assert retriaged["status"] == "drafted" and retriaged["draft_no"] == 2
+    assert [d["number"] for d in retriaged["drafts"]] == [1, 2]
+    assert [d["action"] for d in retriaged["decisions"]] == ["reject", "retriage"]
+    closed = api.client.post(f"{path}/close", json={"version": retriaged["version"]}, headers=admin)
+    assert closed.status_code == 409 and closed.json()["allowed_actions"] == [
+        "approve",
+        "reject",
+        "reassign",
+        "retriage",
+    ]
+
+
+def test_reassign_moves_the_case_between_queues_and_keeps_it_there(api: ApiHarness) -> None:
+    admin = _admin(api)
+    case = api.ingest(admin, GJJ)
+    source = str(case["department"])
+    target = "市民政局" if source != "市民政局" else "市医保局"
+    mine, theirs = api.headers("caseworker", source), api.headers("caseworker", target)
+    moved = api.client.post(
+        f"/cases/{case['id']}/reassign",
+        json={"version": case["version"], "department": target, "reason": "不属于本单位职责"},
+        headers=mine,
+    )
+    assert moved.status_code == 200 and moved.json()["department"] == target
+    assert api.client.get(f"/cases/{case['id']}", headers=mine).status_code == 404
+    queue = api.client.get("/cases", params={"status": "reassigned", "text": GJJ[:10]}, headers=theirs).json()
+    assert case["id"] in {c["id"] for c in queue["items"]}
+    # re-drafting keeps the department a person chose
+    again = api.client.post(f"/cases/{case['id']}/retriage", json={"version": moved.json()["version"]}, headers=theirs)
+    assert again.status_code == 200 and again.json()["department"] == target
+
+
+def test_unknown_department_lists_the_valid_ones(api: ApiHarness) -> None:
+    admin = _admin(api)
+    case = api.ingest(admin, GJJ)
+    response = api.client.post(
+        f"/cases/{case['id']}/reassign", json={"version": case["version"], "department": "市魔法局"}, headers=admin
+    )
+    assert response.status_code == 422 and response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["errors"] == [{"field": "department", "message": body["errors"][0]["message"]}]
+    assert "市公安局" in body["valid_departments"] and "市魔法局" in body["detail"]
+    edit = api.client.post(
+        f"/cases/{case['id']}/approve",
+        json={"version": case["version"], "edits": {"department": "市魔法局"}},
+        headers=admin,
+    )
+    assert edit.status_code == 422 and edit.json()["errors"][0]["field"] == "edits.department"
+
+
+def test_audit_trail_is_complete_and_append_only(api: ApiHarness) -> None:
+    admin = _admin(api)
+    case = api.ingest(admin, PASSPORT)
+    api.client.post(f"/cases/{case['id']}/approve", json={"version": case["version"]}, headers=admin)
+    events = api.client.get(f"/cases/{case['id']}/audit", headers=admin).json()
+    assert [e["action"] for e in events] == ["ingest", "draft", "approve"]
+    assert events[0]["actor"] == events[2]["actor"] != "triage" and events[1]["actor"] == "triage"
+    assert events[1]["changes"]["status"] == ["new", "drafted"]
+    assert events[2]["changes"]["status"] == ["drafted", "approved"] and events[2]["changes"]["version"] == 3
+    with api.service.engine.connect() as conn, pytest.raises(sa.exc.DBAPIError, match="append-only"):
+        conn.execute(sa.text("UPDATE audit_events SET actor = 'someone else'"))
+    with api.service.engine.connect() as conn, pytest.raises(sa.exc.DBAPIError, match="append-only"):
+        conn.execute(sa.text("DELETE FROM audit_events"))
+
+
+def test_stats_count_statuses_edits_and_time_to_decision(api: ApiHarness) -> None:
+    admin = _admin(api)
+    department = str(api.ingest(admin, GJJ)["department"])
+    worker = api.headers("caseworker", department)
+    before = api.client.get("/stats", headers=worker).json()
+    a = api.ingest(admin, f"{GJJ}，第二次反映")
+    b = api.ingest(admin, f"{GJJ}，第三次反映")
+    assert a["department"] == b["department"] == department
+    api.client.post(f"/cases/{a['id']}/approve", json={"version": a["version"]}, headers=worker)
+    api.client.post(
+        f"/cases/{b['id']}/approve",
+        json={"version": b["version"], "edits": {"root_cause": "合同备案数据未共享"}},
+        headers=worker,
+    )
+    after = api.client.get("/stats", headers=worker).json()
+    assert after["approved"] == before["approved"] + 2
+    assert after["approved_unedited"] == before["approved_unedited"] + 1
+    assert set(after["by_department"]) == {department}
+    assert after["decided"] == before["decided"] + 2 and after["median_time_to_decision_s"] >= 0
+    everything = api.client.get("/stats", headers=admin).json()
+    assert everything["total"] >= after["total"] and sum(everything["by_status"].values()) == everything["total"]
+
+
+def test_big_bodies_get_413_and_bad_json_422(api: ApiHarness) -> None:
+    admin = _admin(api)
+    huge = {"complaints": [{"text": "投" * 19_000} for _ in range(30)]}  # ~1.7 MB
+    response = api.client.post("/cases/batch", json=huge, headers=admin)
+    assert response.status_code == 413 and response.json()["status"] == 413
+
+    def chunks() -> object:  # no Content-Length: the limit holds for streamed bodies too
+        for _ in range(20):
+            yield b"x" * 100_000
+
+    streamed = api.client.post("/cases", content=chunks(), headers={**admin, "content-type": "application/json"})  # type: ignore[arg-type]
+    assert streamed.status_code == 413
+    broken = api.client.post("/cases", content=b'{"text": ', headers={**admin, "content-type": "application/json"})
+    assert broken.status_code == 422 and broken.json()["errors"][0]["field"].startswith("body")
+
+
+def test_health_and_readiness(api: ApiHarness) -> None:
+    assert api.client.get("/healthz").json() == {"status": "ok"}
+    assert api.client.get("/readyz").status_code == 401
+    ready = api.client.get("/readyz", headers=api.headers("caseworker", "市公安局"))
+    assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "vector_store": "ok"}
+
+
+def test_llm_down_still_stores_the_case_with_an_offline_draft(
+    api_database_url: str, workspace_dir: object, tmp_path: object
+) -> None:
+    settings = Settings(
+        data_dir=workspace_dir,  # type: ignore[arg-type]
+        database_url=api_database_url,
+        llm_model="scripted-model",
+        llm_base_url="http://127.0.0.1:9/v1",  # nothing listens on the discard port
+        llm_api_key="sk-test",  # type: ignore[arg-type]
+        llm_timeout_s=1.0,
+        llm_max_retries=0,
+    )
+    with running_api(settings) as api:
+        case = api.ingest(api.headers("intake"), GJJ, channel="12345")
+        assert case["status"] == "drafted"
+        draft = case["draft"]
+        assert isinstance(draft, dict) and draft["drafted_by"] == "offline"
+        assert "Connection" in draft["fallback_reason"] or "connect" in draft["fallback_reason"].lower()
