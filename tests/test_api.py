@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -267,3 +268,60 @@ def test_llm_down_still_stores_the_case_with_an_offline_draft(
         draft = case["draft"]
         assert isinstance(draft, dict) and draft["drafted_by"] == "offline"
         assert "Connection" in draft["fallback_reason"] or "connect" in draft["fallback_reason"].lower()
+
+
+class _Outage:
+    """Fails every statement touching one table, as a database that drops mid-transaction would."""
+
+    def __init__(self, engine: sa.Engine, table: str) -> None:
+        self.engine, self.table = engine, table
+
+    def _fail(self, conn: object, cursor: object, statement: str, *args: object) -> None:
+        if self.table in statement:
+            raise sa.exc.OperationalError(statement, {}, ConnectionError("server closed the connection"))
+
+    def __enter__(self) -> None:
+        sa.event.listen(self.engine, "before_cursor_execute", self._fail)
+
+    def __exit__(self, *exc: object) -> None:
+        sa.event.remove(self.engine, "before_cursor_execute", self._fail)
+
+
+def test_database_failure_mid_decision_is_503_and_writes_nothing(api: ApiHarness) -> None:
+    admin = _admin(api)
+    case = api.ingest(admin, PASSPORT)
+    with _Outage(api.service.engine, "audit_events"):  # the last write of the transaction fails
+        response = api.client.post(f"/cases/{case['id']}/approve", json={"version": case["version"]}, headers=admin)
+    assert response.status_code == 503 and response.headers["content-type"] == "application/problem+json"
+    assert response.headers["retry-after"]
+    after = api.client.get(f"/cases/{case['id']}", headers=admin).json()
+    assert (after["status"], after["version"], after["decisions"]) == ("drafted", case["version"], [])
+    with api.service.engine.connect() as conn:
+        assert not conn.execute(sa.text(f"SELECT 1 FROM past_cases WHERE id = 'case-{case['id']}'")).all()
+    retry = api.client.post(f"/cases/{case['id']}/approve", json={"version": case["version"]}, headers=admin)
+    assert retry.status_code == 200
+
+
+def test_database_failure_after_storing_keeps_the_complaint_queued(
+    api: ApiHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = _admin(api)
+    ext = f"OUT-{uuid.uuid4().hex[:6]}"
+    with _Outage(api.service.engine, "drafts"):
+        response = api.client.post("/cases", json={"text": GJJ, "external_id": ext}, headers=admin)
+    assert response.status_code == 503
+    # the complaint was stored before drafting; the client's retry finds it, queued for the drafter
+    again = api.client.post("/cases", json={"text": GJJ, "external_id": ext}, headers=admin)
+    assert again.status_code == 200
+    case = again.json()
+    assert case["status"] == "new" and case["draft"] is None and case["drafts"] == []
+    assert [e["action"] for e in api.client.get(f"/cases/{case['id']}/audit", headers=admin).json()] == ["ingest"]
+    # the background drafter sweeps single-ingest stragglers once they are RETRY_QUEUED_AFTER old
+    assert case["id"] not in api.service.pending(10_000, exclude=set())
+    monkeypatch.setattr("triage.cases.service.RETRY_QUEUED_AFTER", timedelta(0))
+    assert case["id"] in api.service.pending(10_000, exclude=set())
+    api.client.app.state.drafter.wake()  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 30
+    while api.client.get(f"/cases/{case['id']}", headers=admin).json()["status"] != "drafted":
+        assert time.monotonic() < deadline, "the background drafter did not pick the case up"
+        time.sleep(0.1)
