@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup run test lint bench eval-own eval-teddy rubric clean
+.PHONY: setup run demo test lint bench bench-api eval-own eval-teddy rubric clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,8 +14,13 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-## Set up, then run the built-in sample complaints through the offline pipeline.
+## Set up, then serve the review API on http://127.0.0.1:8000 (docs at /docs) with the built-in knowledge
+## base; on a new database it creates user 'admin', prints its key once and ingests ten sample complaints.
 run: setup
+	$(BIN)/triage serve --demo
+
+## The ten sample complaints through the offline pipeline, as a table (no server).
+demo: setup
 	$(BIN)/triage demo
 
 lint: setup
@@ -30,6 +35,10 @@ test: lint
 bench: setup
 	$(BIN)/python benchmarks/bench_triage.py
 	$(BIN)/python benchmarks/bench_import.py
+
+## Review API under load (needs PostgreSQL at 127.0.0.1:5432).
+bench-api: setup
+	$(BIN)/python benchmarks/bench_api.py
 
 ## Own labelled set: knowledge base only, then with its history split imported.
 eval-own: setup

@@ -146,3 +146,22 @@ def test_demo_and_module_entry_point_on_a_fresh_data_dir(tmp_path: Path) -> None
     assert lines[0].split()[:4] == ["id", "渠道", "投诉", "责任部门"]
     assert sum(1 for line in lines if line.startswith("DEMO-") and "根因" not in line) == 10
     assert "答复初稿" in proc.stdout
+
+
+def test_users_add_list_key_and_revoke(workspace_dir: Path) -> None:
+    code, key, err = run(workspace_dir, "users", "add", "李四", "--role", "caseworker", "--department", "公安局")
+    assert code == 0 and key.strip().startswith("tk_") and "市公安局" in err  # alias resolved to the canonical name
+    code, _, err = run(workspace_dir, "users", "add", "李四", "--role", "supervisor")
+    assert code == 2 and "field 'name'" in err and "already exists" in err
+    code, _, err = run(workspace_dir, "users", "add", "王五", "--role", "caseworker", "--department", "市魔法局")
+    assert code == 2 and "field 'departments'" in err and "市公安局" in err
+    code, _, err = run(workspace_dir, "users", "add", "赵六", "--role", "caseworker")
+    assert code == 2 and "at least one department" in err
+    code, second, _ = run(workspace_dir, "users", "key", "李四")
+    assert code == 0 and second.strip() != key.strip()
+    code, out, _ = run(workspace_dir, "users", "list")
+    assert code == 0 and "李四" in out and key.strip()[:11] in out and second.strip()[:11] in out
+    code, out, _ = run(workspace_dir, "users", "revoke", "李四", "--prefix", key.strip()[:11])
+    assert code == 0 and "revoked 1 key" in out
+    code, out, _ = run(workspace_dir, "users", "list")
+    assert key.strip()[:11] not in out and second.strip()[:11] in out

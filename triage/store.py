@@ -75,7 +75,7 @@ def make_engine(url: str) -> Engine:
     try:
         sqlite = url.startswith("sqlite")
         # The API serves up to 40 requests at once (Starlette's thread pool), plus background drafters.
-        pool = {} if sqlite else {"pool_size": 10, "max_overflow": 30, "pool_timeout": 10}
+        pool = {} if sqlite else {"pool_size": 40, "max_overflow": 10, "pool_timeout": 10}
         engine = create_engine(url, pool_pre_ping=True, **pool)
         if sqlite:
             event.listen(engine, "connect", _sqlite_pragmas)

@@ -50,7 +50,7 @@ from triage.errors import (
     TriageError,
     UnknownDepartmentError,
 )
-from triage.locks import ReadWriteLock
+from triage.locks import GroupCommit, ReadWriteLock
 from triage.models import Complaint, Draft, PastCase
 from triage.pipeline import TriagePipeline
 from triage.store import PastCaseRow
@@ -82,6 +82,7 @@ class CaseService:
         # SQLite has one writer; serialising writes in the process avoids its busy/deadlock errors.
         self._write_lock: threading.Lock | None = threading.Lock() if engine.dialect.name == "sqlite" else None
         self._models = ReadWriteLock()  # triage and indexing read the models; a reindex replaces them
+        self._indexer: GroupCommit[PastCase] = GroupCommit(self._index_approved)
 
     # -- plumbing --------------------------------------------------------------------------
     @contextmanager
@@ -116,6 +117,10 @@ class CaseService:
         if canonical is None:
             raise UnknownDepartmentError(name, self.kb.department_names, field=field)
         return canonical
+
+    def _index_approved(self, cases: list[PastCase]) -> None:
+        with self._models.read():
+            self.pipeline.ws.index_cases(cases)
 
     def reindex(self) -> dict[str, Any]:
         """Rebuild the index and retrain routing from the database; triage waits meanwhile."""
@@ -377,8 +382,7 @@ class CaseService:
 
         detail = self._act(case_id, user=user, version=version, action=Action.APPROVE, apply=apply)
         try:
-            with self._models.read():
-                self.pipeline.ws.index_cases(approved)
+            self._indexer.submit(approved)  # retrievable when this returns
         except TriageError as exc:  # the row is committed; `triage kb reindex` rebuilds the index from it
             log.warning("approved case %s is stored but not yet retrievable: %s", case_id, exc)
         return detail

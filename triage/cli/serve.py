@@ -57,6 +57,7 @@ def _seed_demo(settings: Settings) -> None:
     with Workspace.open(settings) as ws:
         service = CaseService(ws.store.engine, TriagePipeline.from_settings(settings, ws))
         if service.users.count():
+            click.echo("demo: users exist already; `triage users key admin` issues another key for 'admin'", err=True)
             return
         issued = service.users.add(NewUser(name="admin", role=Role.ADMIN), valid_departments=ws.kb.department_names)
         raw = (resources.files("triage") / "data" / "demo_complaints.jsonl").read_text(encoding="utf-8")
