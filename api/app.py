@@ -38,7 +38,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         workspace = Workspace.open(settings)  # also migrates the case database
         try:
-            service = CaseService(workspace.store.engine, TriagePipeline.from_settings(settings, workspace))
+            pipeline = TriagePipeline.from_settings(settings, workspace)
+            service = CaseService(workspace.store.engine, pipeline, auth_cache_s=settings.api_auth_cache_s)
             app.state.service = service
             app.state.drafter = BackgroundDrafter(service, threads=settings.api_draft_workers).start()
             try:

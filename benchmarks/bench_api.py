@@ -9,6 +9,9 @@ approved and 5 % rejected through the API by the same 20 clients, so the queue h
   1. list the queue (a department's cases by status, page 1-5, three sort orders);
   2. ingest single complaints (offline drafting, in-request);
   3. open one case (complaint, drafts, decisions, evidence).
+Each twice: saturated (every client sends its next request when the last one answers: the most the
+server does, and the latency at that point) and paced (each client on a fixed schedule: 100 list or
+detail requests/s, 20 ingests/s in all; latency counted from the scheduled send time).
 Client latency percentiles and requests per second go to stdout and to the JSON result file.
 Complaints are synthesised from the built-in knowledge base with a fixed seed (see bench_triage).
 """
@@ -41,8 +44,15 @@ PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
 def run_clients(
-    clients: int, per_client: int, call: Callable[[httpx.Client, int], httpx.Response], base: str
+    clients: int,
+    per_client: int,
+    call: Callable[[httpx.Client, int], httpx.Response],
+    base: str,
+    rate_per_client: float | None = None,
 ) -> dict[str, float]:
+    """`clients` threads, each making `per_client` calls. Without a rate each sends its next request as
+    soon as the last one answers (saturation). With one, each sends on a fixed schedule and latency is
+    counted from the scheduled time, so a slow server is not excused by requests it delayed."""
     latencies: list[float] = []
     errors: list[int] = []
     lock = threading.Lock()
@@ -52,10 +62,12 @@ def run_clients(
         with httpx.Client(base_url=base, timeout=60) as http:
             http.get("/healthz")  # connect before the clock starts
             start.wait()
+            t0 = time.perf_counter() + (k / clients / rate_per_client if rate_per_client else 0)
             for i in range(per_client):
-                t = time.perf_counter()
+                due = t0 + i / rate_per_client if rate_per_client else time.perf_counter()
+                time.sleep(max(0.0, due - time.perf_counter()))
                 r = call(http, k * per_client + i)
-                dt = time.perf_counter() - t
+                dt = time.perf_counter() - due
                 with lock:
                     latencies.append(dt)
                     if r.status_code >= 400:
@@ -73,6 +85,7 @@ def run_clients(
     return {
         "requests": len(ms),
         "errors": len(errors),
+        "offered_rps": round(clients * rate_per_client, 1) if rate_per_client else None,
         "p50_ms": round(percentile(ms, 0.50), 1),
         "p95_ms": round(percentile(ms, 0.95), 1),
         "p99_ms": round(percentile(ms, 0.99), 1),
@@ -168,7 +181,7 @@ def main() -> None:
             }
             return client.get("/cases", params=params)
 
-        new_texts = [t for t, _, _ in synth(random.Random(11), args.clients * 25)]
+        new_texts = [t for t, _, _ in synth(random.Random(11), args.clients * 25)]  # 15 + 10 per client
 
         def ingest_call(client: httpx.Client, i: int) -> httpx.Response:
             return client.post("/cases", json={"text": new_texts[i], "channel": "12345"})
@@ -177,13 +190,17 @@ def main() -> None:
             return client.get(f"/cases/{ids[i % len(ids)]}")
 
         results: dict[str, object] = {}
-        for label, call, per_client in (
-            ("list_queue", list_call, 100),
-            ("ingest_offline", ingest_call, 25),
-            ("case_detail", detail_call, 50),
-        ):
-            wrapped = _with_headers(call, headers)
-            results[label] = run_clients(args.clients, per_client, wrapped, base)
+        phases = (
+            # label, call, requests per client, requests per second per client (None: saturate)
+            ("list_queue", list_call, 100, None),
+            ("list_queue_at_100rps", list_call, 50, 5.0),
+            ("ingest_offline", ingest_call, 15, None),
+            ("ingest_offline_at_20rps", ingest_call, 10, 1.0),
+            ("case_detail", detail_call, 50, None),
+            ("case_detail_at_100rps", detail_call, 50, 5.0),
+        )
+        for label, call, per_client, rate in phases:
+            results[label] = run_clients(args.clients, per_client, _with_headers(call, headers), base, rate)
             print(label, results[label], flush=True)
         results.update(
             {

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class ReadWriteLock:
@@ -51,33 +52,35 @@ class ReadWriteLock:
                 self._cond.notify_all()
 
 
-class GroupCommit(Generic[T]):
-    """Callers hand items to `submit` and return once `flush` has written them; concurrent callers share
-    one `flush` call. Used where each write has a high fixed cost (an fsync'd Chroma upsert): under load
-    one write carries everything that queued up while the previous one ran, and a caller alone pays
-    exactly one write, as before.
+class GroupCall(Generic[T, R]):
+    """Callers hand items to `submit` and get `run`'s results for them; concurrent callers share one
+    `run` call. For work with a high fixed cost per call (an fsync'd Chroma upsert, a batched triage):
+    under load one call carries everything that queued up while the previous one ran, and a caller
+    alone pays exactly one call, as before. `run` must return one result per item, in order.
     """
 
-    def __init__(self, flush: Callable[[list[T]], object]) -> None:
-        self._flush = flush
-        self._queue: list[tuple[list[T], Future[None]]] = []
+    def __init__(self, run: Callable[[list[T]], Sequence[R]]) -> None:
+        self._run = run
+        self._queue: list[tuple[list[T], Future[list[R]]]] = []
         self._queue_lock = threading.Lock()
-        self._writer = threading.Lock()
+        self._runner = threading.Lock()
 
-    def submit(self, items: Sequence[T]) -> None:
-        done: Future[None] = Future()
+    def submit(self, items: Sequence[T]) -> list[R]:
+        done: Future[list[R]] = Future()
         with self._queue_lock:
             self._queue.append((list(items), done))
-        with self._writer:  # whoever holds it writes everything queued so far, possibly ours
+        with self._runner:  # whoever holds it runs everything queued so far, possibly ours
             if not done.done():
                 with self._queue_lock:
                     batch, self._queue = self._queue, []
                 try:
-                    self._flush([item for items, _ in batch for item in items])
+                    results = list(self._run([item for items, _ in batch for item in items]))
                 except BaseException as exc:
                     for _, f in batch:
                         f.set_exception(exc)
                 else:
-                    for _, f in batch:
-                        f.set_result(None)
-        done.result()
+                    start = 0
+                    for items, f in batch:
+                        f.set_result(results[start : start + len(items)])
+                        start += len(items)
+        return done.result()

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=1, le=65535, description="Port `triage serve` listens on.")
     api_max_body_bytes: int = Field(1_048_576, ge=1024, description="Larger request bodies get 413.")
     api_max_batch: int = Field(1000, ge=1, description="Most complaints in one batch ingest request.")
+    api_auth_cache_s: float = Field(
+        5.0, ge=0, le=300, description="Seconds an API key check is cached; a revocation elsewhere takes this long."
+    )
     api_draft_workers: int = Field(
         1, ge=1, le=16, description="Background threads drafting batch-ingested cases in the API process."
     )

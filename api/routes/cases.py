@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
+from pydantic import BaseModel
 
 from api.deps import CurrentUser, ServiceDep
 from api.schemas import Approve, BatchIngest, Close, Reassign, Reject, Versioned
@@ -16,13 +17,24 @@ from triage.models import Complaint
 router = APIRouter(tags=["cases"])
 
 
-@router.post("/cases", status_code=status.HTTP_201_CREATED)
-def ingest(complaint: Complaint, service: ServiceDep, user: CurrentUser, response: Response) -> CaseDetail:
+def json_response(model: BaseModel, status_code: int = 200) -> Response:
+    """Serialise a model once, in pydantic-core, skipping FastAPI's validate-then-encode of the return
+    value (a third of a queue request's CPU). The route declares `response_model` for the schema."""
+    return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
+
+
+@router.post(
+    "/cases",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CaseDetail,
+    responses={200: {"model": CaseDetail, "description": "The external_id was seen before: that case"}},
+)
+def ingest(complaint: Complaint, service: ServiceDep, user: CurrentUser) -> Response:
     """Store and draft one complaint; an external_id seen before returns that case (200)."""
     case, created = service.ingest(complaint, user=user)
-    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    response = json_response(case, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
     response.headers["Location"] = f"/cases/{case.id}"
-    return case
+    return response
 
 
 @router.post("/cases/batch", status_code=status.HTTP_202_ACCEPTED)
@@ -42,16 +54,16 @@ def batch(batch_id: str, service: ServiceDep, user: CurrentUser) -> BatchStatus:
     return service.batch(batch_id, user=user)
 
 
-@router.get("/cases")
-def list_cases(query: Annotated[CaseQuery, Query()], service: ServiceDep, user: CurrentUser) -> CasePage:
+@router.get("/cases", response_model=CasePage)
+def list_cases(query: Annotated[CaseQuery, Query()], service: ServiceDep, user: CurrentUser) -> Response:
     """The queue, filtered, sorted and paginated; only cases the caller may see."""
-    return service.queue(query, user=user)
+    return json_response(service.queue(query, user=user))
 
 
-@router.get("/cases/{case_id}")
-def get_case(case_id: str, service: ServiceDep, user: CurrentUser) -> CaseDetail:
+@router.get("/cases/{case_id}", response_model=CaseDetail)
+def get_case(case_id: str, service: ServiceDep, user: CurrentUser) -> Response:
     """The complaint, its current draft and evidence, every draft version and decision."""
-    return service.get(case_id, user=user)
+    return json_response(service.get(case_id, user=user))
 
 
 @router.get("/cases/{case_id}/audit")

@@ -50,7 +50,7 @@ from triage.errors import (
     TriageError,
     UnknownDepartmentError,
 )
-from triage.locks import GroupCommit, ReadWriteLock
+from triage.locks import GroupCall, ReadWriteLock
 from triage.models import Complaint, Draft, PastCase
 from triage.pipeline import TriagePipeline
 from triage.store import PastCaseRow
@@ -73,16 +73,19 @@ def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
 class CaseService:
     """Built once per process from an engine and a pipeline; thread-safe."""
 
-    def __init__(self, engine: Engine, pipeline: TriagePipeline) -> None:
+    def __init__(self, engine: Engine, pipeline: TriagePipeline, *, auth_cache_s: float = 0.0) -> None:
         self.engine = engine
         self.pipeline = pipeline
         self.kb = pipeline.ws.kb
         self._sessions = sessionmaker(engine, expire_on_commit=False)
-        self.users = UserDirectory(self._sessions)
+        self.users = UserDirectory(self._sessions, cache_s=auth_cache_s)
         # SQLite has one writer; serialising writes in the process avoids its busy/deadlock errors.
         self._write_lock: threading.Lock | None = threading.Lock() if engine.dialect.name == "sqlite" else None
         self._models = ReadWriteLock()  # triage and indexing read the models; a reindex replaces them
-        self._indexer: GroupCommit[PastCase] = GroupCommit(self._index_approved)
+        self._indexer: GroupCall[PastCase, None] = GroupCall(self._index_approved)
+        # Offline drafting batches well (retrieval and routing are vectorised): concurrent ingests share
+        # one triage_many call. LLM drafting is one network call per complaint, so it is not grouped.
+        self._triage: GroupCall[Complaint, Draft] | None = None if pipeline.llm else GroupCall(self._triage_many)
 
     # -- plumbing --------------------------------------------------------------------------
     @contextmanager
@@ -118,9 +121,17 @@ class CaseService:
             raise UnknownDepartmentError(name, self.kb.department_names, field=field)
         return canonical
 
-    def _index_approved(self, cases: list[PastCase]) -> None:
+    def _index_approved(self, cases: list[PastCase]) -> list[None]:
         with self._models.read():
             self.pipeline.ws.index_cases(cases)
+        return [None] * len(cases)
+
+    def _triage_many(self, complaints: list[Complaint]) -> list[Draft]:
+        with self._models.read():
+            return self.pipeline.triage_many(complaints)
+
+    def _drafts(self, complaints: list[Complaint]) -> list[Draft]:
+        return self._triage.submit(complaints) if self._triage else self._triage_many(complaints)
 
     def reindex(self) -> dict[str, Any]:
         """Rebuild the index and retrain routing from the database; triage waits meanwhile."""
@@ -265,8 +276,7 @@ class CaseService:
         if not rows:
             return 0
         try:
-            with self._models.read():
-                drafts = self.pipeline.triage_many([queries.complaint_of(r) for r in rows])
+            drafts = self._drafts([queries.complaint_of(r) for r in rows])
         except Exception as exc:  # the complaint stays stored; the reason goes on the case
             log.exception("drafting failed for %d case(s)", len(rows))
             reason = f"{type(exc).__name__}: {exc}"
@@ -424,8 +434,7 @@ class CaseService:
             self._check(row, user, Action.RETRIAGE, version)
             complaint = queries.complaint_of(row)
             draft_no = row.draft_no
-        with self._models.read():
-            draft = self.pipeline.triage(complaint)
+        draft = self._drafts([complaint])[0]
         self._save_draft(
             case_id,
             version,

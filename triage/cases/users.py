@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from collections.abc import Sequence
 
 from sqlalchemy import func, select
@@ -31,10 +32,17 @@ def _user(row: UserRow) -> User:
 
 
 class UserDirectory:
-    """Creates users, issues and revokes keys, and authenticates a key."""
+    """Creates users, issues and revokes keys, and authenticates a key.
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    Authentications are cached for `cache_s` seconds (the database lookup was a third of a queue
+    request's cost). Revoking or deactivating through this directory clears the cache at once; another
+    process notices within `cache_s`.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], *, cache_s: float = 0.0) -> None:
         self._sessions = sessions
+        self._cache_s = cache_s
+        self._cache: dict[str, tuple[float, User]] = {}
 
     def add(self, new: NewUser, *, valid_departments: Sequence[str]) -> IssuedKey:
         """Create a user and their first key."""
@@ -69,13 +77,16 @@ class UserDirectory:
                 if prefix is None or key.prefix == prefix:
                     key.revoked_at = utcnow()
                     n += 1
-            return n
+        self._cache.clear()
+        return n
 
     def set_active(self, name: str, active: bool) -> User:
         with self._sessions.begin() as s:
             row = self._row(s, name)
             row.active = active
-            return _user(row)
+            user = _user(row)
+        self._cache.clear()
+        return user
 
     def list(self) -> list[tuple[User, list[KeyInfo]]]:
         with self._sessions() as s:
@@ -101,12 +112,24 @@ class UserDirectory:
         """The active user holding this unrevoked key, else AuthError."""
         if not key:
             raise AuthError("an API key is required: send 'Authorization: Bearer <key>'")
+        digest = hash_key(key)
+        hit = self._cache.get(digest)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        user = self._lookup(digest)
+        if self._cache_s:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (time.monotonic() + self._cache_s, user)
+        return user
+
+    def _lookup(self, digest: str) -> User:
         try:
             with self._sessions() as s:
                 row = s.execute(
                     select(UserRow)
                     .join(ApiKeyRow, ApiKeyRow.user_id == UserRow.id)
-                    .where(ApiKeyRow.key_hash == hash_key(key), ApiKeyRow.revoked_at.is_(None))
+                    .where(ApiKeyRow.key_hash == digest, ApiKeyRow.revoked_at.is_(None))
                 ).scalar_one_or_none()
         except SQLAlchemyError as exc:
             raise StoreError(f"database unavailable: {type(exc).__name__}") from exc
