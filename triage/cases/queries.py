@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import statistics
 from datetime import UTC, datetime
-from typing import Any, TypeVarTuple, Unpack, overload
+from typing import Any, overload
 
 from sqlalchemy import ColumnElement, Select, and_, func, select, true
 from sqlalchemy.orm import Session
@@ -31,7 +31,6 @@ from triage.errors import NotFoundError
 from triage.models import Complaint, Draft
 
 EXCERPT_CHARS = 120
-_Ts = TypeVarTuple("_Ts")
 
 
 def scope(user: User) -> ColumnElement[bool]:
@@ -158,7 +157,7 @@ _SORTS: dict[str, Any] = {
 }
 
 
-def _filtered(stmt: Select[Unpack[_Ts]], q: CaseQuery, user: User) -> Select[Unpack[_Ts]]:
+def _filtered(stmt: Select[Any], q: CaseQuery, user: User) -> Select[Any]:
     conds: list[ColumnElement[bool]] = [scope(user)]
     if q.status:
         conds.append(CaseRow.status.in_([s.value for s in q.status]))
