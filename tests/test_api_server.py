@@ -154,3 +154,36 @@ def test_database_outage_answers_503_and_recovers(server: Server) -> None:
         assert http.get("/readyz", headers=admin).status_code == 200
         up = http.post("/cases", json={"text": TEXT, "external_id": "OUTAGE-1"}, headers=admin)
         assert up.status_code == 201  # nothing was half-written during the outage
+
+
+def test_readme_run_command_serves_the_demo_on_embedded_defaults(
+    builtin_dir: Path, tmp_path: Path, tiktoken_cache: Path | None
+) -> None:
+    """`make run` is `triage serve --demo`: SQLite and embedded Chroma in the data dir, a printed key."""
+    data_dir = tmp_path / "ws"
+    shutil.copytree(builtin_dir, data_dir)
+    port = _free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")},
+        "TRIAGE_DATA_DIR": str(data_dir),
+        "TRIAGE_API_PORT": str(port),
+    }
+    err = (tmp_path / "serve.err").open("w+")
+    proc = subprocess.Popen([sys.executable, "-m", "triage", "serve", "--demo"], env=env, stdout=err, stderr=err)
+    try:
+        deadline = time.monotonic() + 90
+        while "Uvicorn running" not in (tmp_path / "serve.err").read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.err").read_text()
+            time.sleep(0.2)
+        log = (tmp_path / "serve.err").read_text()
+        assert f"OpenAPI docs: http://127.0.0.1:{port}/docs" in log
+        key = log.split("API key (shown once): ")[1].split()[0]
+        queue = httpx.get(
+            f"http://127.0.0.1:{port}/cases", headers={"Authorization": f"Bearer {key}"}, timeout=30
+        ).json()
+        assert queue["total"] == 10 and {c["status"] for c in queue["items"]} == {"drafted"}
+        assert (data_dir / "triage.db").exists()  # the default database: SQLite in the data dir
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        err.close()
