@@ -70,6 +70,38 @@ def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     return {k: [before.get(k), v] for k, v in after.items() if before.get(k) != v}
 
 
+UNDECIDED = frozenset({CaseStatus.NEW, CaseStatus.DRAFTED, CaseStatus.REASSIGNED})
+
+
+def add_draft(
+    s: Session, row: CaseRow, draft: Draft, *, actor: str, action: str, keep_decision: bool = False
+) -> None:
+    """Store `draft` as the case's next version, in the caller's transaction.
+
+    It becomes the working draft: status drafted; department (unless a person chose it), typical
+    problem and confidence follow it. With `keep_decision` (batch jobs) an approved, rejected or
+    closed case keeps its state, department and decision, and the new version sits beside them.
+    """
+    before = _snapshot(row)
+    number = row.draft_no + 1
+    s.add(DraftRow(case_id=row.id, number=number, created_by=actor, body=draft.model_dump(mode="json")))
+    row.draft_no = number
+    if not keep_decision or CaseStatus(row.status) in UNDECIDED:
+        row.status = CaseStatus.DRAFTED.value
+        if row.assigned_by is None:  # a person's choice of department outlives re-drafting
+            row.department = draft.department
+        row.typical_problem_id = draft.typical_problem.id if draft.typical_problem else None
+        row.confidence = draft.confidence
+        row.draft_error = None
+    row.updated_at = utcnow()
+    s.flush()
+    s.add(
+        AuditRow(
+            case_id=row.id, actor=actor, action=action, changes=_diff(before, _snapshot(row)) | {"version": row.version}
+        )
+    )
+
+
 class CaseService:
     """Built once per process from an engine and a pipeline; thread-safe."""
 
@@ -339,24 +371,12 @@ class CaseService:
                 row = s.get(CaseRow, case_id)
                 assert row is not None
                 if row.version != version:
-                    raise StaleVersionError(version, row)
+                    raise StaleVersionError(version, queries.summary(row))
                 if CaseStatus(row.status) not in expect:
                     raise InvalidTransitionError(action, row.status, allowed_actions(row.status))
-                before = _snapshot(row)
                 if decision is not None:
                     s.add(decision(row))
-                number = row.draft_no + 1
-                s.add(DraftRow(case_id=row.id, number=number, created_by=actor, body=draft.model_dump(mode="json")))
-                row.draft_no = number
-                row.status = CaseStatus.DRAFTED.value
-                if row.assigned_by is None:  # a person's choice of department outlives re-drafting
-                    row.department = draft.department
-                row.typical_problem_id = draft.typical_problem.id if draft.typical_problem else None
-                row.confidence = draft.confidence
-                row.draft_error = None
-                row.updated_at = utcnow()
-                s.flush()
-                self._audit(s, row, actor=actor, action=action, changes=_diff(before, _snapshot(row)))
+                add_draft(s, row, draft, actor=actor, action=action)
         except StaleDataError as exc:
             raise StaleVersionError(version, self._peek(case_id)) from exc
 
