@@ -59,6 +59,15 @@ class Settings(BaseSettings):
     )
     reply_days: int = Field(5, ge=1, le=60, description="Working days promised in offline reply drafts.")
 
+    # Batch re-triage jobs
+    job_lease_s: float = Field(
+        60.0, gt=0, description="Seconds a worker holds claimed items; a dead worker's items are reclaimed after this."
+    )
+    llm_price_input_per_1k: float = Field(0.0, ge=0, description="Price per 1,000 prompt tokens, for cost estimates.")
+    llm_price_output_per_1k: float = Field(
+        0.0, ge=0, description="Price per 1,000 completion tokens, for cost estimates."
+    )
+
     # Review API
     api_host: str = Field("127.0.0.1", description="Address `triage serve` listens on.")
     api_port: int = Field(8000, ge=1, le=65535, description="Port `triage serve` listens on.")

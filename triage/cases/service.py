@@ -73,9 +73,7 @@ def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
 UNDECIDED = frozenset({CaseStatus.NEW, CaseStatus.DRAFTED, CaseStatus.REASSIGNED})
 
 
-def add_draft(
-    s: Session, row: CaseRow, draft: Draft, *, actor: str, action: str, keep_decision: bool = False
-) -> None:
+def add_draft(s: Session, row: CaseRow, draft: Draft, *, actor: str, action: str, keep_decision: bool = False) -> None:
     """Store `draft` as the case's next version, in the caller's transaction.
 
     It becomes the working draft: status drafted; department (unless a person chose it), typical

@@ -1,0 +1,404 @@
+"""Re-triage jobs: durable, resumable, shared by many workers, never overwriting a human decision.
+
+A job's items live in `job_items`. A worker claims a chunk (pending items, or running ones whose
+lease expired because their worker died) with `SELECT ... FOR UPDATE SKIP LOCKED`, drafts them, and
+commits each chunk in one transaction that locks the claimed items it still owns and writes the new
+draft versions, the case updates, the audit events and the items' `done` together. A worker killed
+at any point therefore leaves each item either done (with its draft) or claimable again (without
+one): resumed, every item ends done exactly once. SQLite has no row locks to skip: one worker there.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from prompts import load as load_prompt
+from triage.cases import queries
+from triage.cases.rows import CaseRow, utcnow
+from triage.cases.service import UNDECIDED, add_draft
+from triage.cases.states import CaseStatus
+from triage.errors import InputError, NotFoundError, StoreError, UnknownDepartmentError
+from triage.jobs.models import Estimate, JobFilters, JobProgress, JobSummary, NewJob
+from triage.jobs.ratelimit import COMPLETION_ESTIMATE, RateLimitedDrafter, RateLimiter
+from triage.jobs.rows import JobItemRow, JobRow
+from triage.models import CHANNEL_VALUES, Draft
+from triage.pipeline import TriagePipeline
+from triage.redaction import redact
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 3
+EVIDENCE_TOKENS = 1500  # typical problems and past cases quoted in an LLM prompt (dry-run estimate)
+Progress = Callable[[JobProgress], None]
+
+
+class JobService:
+    """Create, estimate, work, cancel and summarise re-triage jobs."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        pipeline: TriagePipeline,
+        *,
+        lease_s: float = 60.0,
+        price_input_per_1k: float = 0.0,
+        price_output_per_1k: float = 0.0,
+    ) -> None:
+        self.engine = engine
+        self.pipeline = pipeline
+        self.kb = pipeline.ws.kb
+        self.lease = timedelta(seconds=lease_s)
+        self.prices = (price_input_per_1k, price_output_per_1k)
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self.sqlite = engine.dialect.name == "sqlite"
+
+    # -- choosing cases --------------------------------------------------------------------
+    def validate(self, filters: JobFilters) -> None:
+        """Unknown filter values are refused before any work, with the valid ones listed."""
+        if filters.is_empty():
+            raise InputError(
+                "choose the cases: a status, department, channel, typical problem, date range, ids file, or undecided",
+                field="filters",
+            )
+        for name in filters.department:
+            if name not in self.kb.department_names:
+                raise UnknownDepartmentError(name, self.kb.department_names)
+        for channel in filters.channel:
+            if channel not in CHANNEL_VALUES:
+                raise InputError(f"unknown channel '{channel}'; valid: {', '.join(CHANNEL_VALUES)}", field="channel")
+        for pid in filters.typical_problem_id:
+            if pid not in self.kb.problems_by_id:
+                valid = ", ".join(sorted(self.kb.problems_by_id))
+                raise InputError(f"unknown typical problem '{pid}'; valid: {valid}", field="typical_problem_id")
+        if filters.ids:
+            with self._sessions() as s:
+                known: set[str] = set()
+                for start in range(0, len(filters.ids), 500):
+                    chunk = filters.ids[start : start + 500]
+                    known.update(s.scalars(select(CaseRow.id).where(CaseRow.id.in_(chunk))))
+            unknown = [i for i in filters.ids if i not in known]
+            if unknown:
+                more = f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""
+                raise InputError(f"no such case: {', '.join(unknown[:5])}{more}", field="ids")
+
+    def _matching(self, s: Session, f: JobFilters) -> list[tuple[str, str]]:
+        conds: list[ColumnElement[bool]] = []
+        if f.status:
+            conds.append(CaseRow.status.in_([x.value for x in f.status]))
+        if f.undecided:
+            conds.append(CaseRow.status.in_([x.value for x in UNDECIDED]))
+        if f.department:
+            conds.append(CaseRow.department.in_(f.department))
+        if f.channel:
+            conds.append(CaseRow.channel.in_(f.channel))
+        if f.typical_problem_id:
+            conds.append(CaseRow.typical_problem_id.in_(f.typical_problem_id))
+        if f.received_from:
+            conds.append(CaseRow.received_at >= f.received_from)
+        if f.received_to:
+            conds.append(CaseRow.received_at < f.received_to)
+        rows = s.execute(
+            select(CaseRow.id, CaseRow.status).where(and_(*conds)).order_by(CaseRow.received_at, CaseRow.id)
+        )
+        wanted = set(f.ids)
+        return [(i, st) for i, st in rows if not wanted or i in wanted]
+
+    @staticmethod
+    def _skip_reason(status: str, include_decided: bool) -> str | None:
+        if include_decided or CaseStatus(status) in UNDECIDED:
+            return None
+        return f"{status}: a decided case is left alone unless decided cases are included"
+
+    def estimate(self, new: NewJob) -> Estimate:
+        """Count the items and estimate tokens and cost, calling no LLM."""
+        self.validate(new.filters)
+        with self._sessions() as s:
+            matching = self._matching(s, new.filters)
+            todo = [i for i, st in matching if self._skip_reason(st, new.include_decided) is None]
+            texts = []
+            for start in range(0, len(todo), 500):
+                texts += list(s.scalars(select(CaseRow.text).where(CaseRow.id.in_(todo[start : start + 500]))))
+        counter = self.pipeline.tokens
+        budget = self.pipeline.settings.max_complaint_tokens
+        complaint = sum(min(counter.count(redact(t).text), budget) for t in texts)
+        template = load_prompt("triage_draft")
+        overhead = sum(counter.count(v) for v in template.sections.values()) + EVIDENCE_TOKENS
+        prompt = complaint + overhead * len(todo)
+        completion = COMPLETION_ESTIMATE * len(todo)
+        llm = self.pipeline.settings.llm_model
+        return Estimate(
+            cases=len(matching),
+            to_retriage=len(todo),
+            skipped_decided=len(matching) - len(todo),
+            complaint_tokens=complaint,
+            estimated_prompt_tokens=prompt,
+            estimated_completion_tokens=completion,
+            estimated_cost=round(self._cost(prompt, completion), 4),
+            drafter=f"llm:{llm}" if llm else "offline (no LLM tokens would be spent)",
+            tokens_estimated=counter.estimated,
+        )
+
+    def _cost(self, prompt: int, completion: int) -> float:
+        return prompt / 1000 * self.prices[0] + completion / 1000 * self.prices[1]
+
+    def create(self, new: NewJob, *, actor: str) -> JobProgress:
+        """Store the job and one item per matching case; decided cases are items skipped with a reason."""
+        self.validate(new.filters)
+        job_id = str(uuid.uuid4())
+        try:
+            with self._sessions.begin() as s:
+                matching = self._matching(s, new.filters)
+                s.add(
+                    JobRow(
+                        id=job_id,
+                        status="running",
+                        created_by=actor,
+                        filters=new.filters.model_dump(mode="json"),
+                        include_decided=new.include_decided,
+                        total=len(matching),
+                    )
+                )
+                s.flush()
+                now = utcnow()
+                s.add_all(
+                    JobItemRow(
+                        job_id=job_id,
+                        case_id=case_id,
+                        state="skipped" if reason else "pending",
+                        reason=reason,
+                        attempts=0,
+                        finished_at=now if reason else None,
+                    )
+                    for case_id, status in matching
+                    for reason in [self._skip_reason(status, new.include_decided)]
+                )
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not store the job: {type(exc).__name__}: {exc}") from exc
+        return self.progress(job_id)
+
+    # -- reading ---------------------------------------------------------------------------
+    def _job(self, s: Session, job_id: str) -> JobRow:
+        job = s.get(JobRow, job_id)
+        if job is None:
+            raise NotFoundError(f"no job '{job_id}'")
+        return job
+
+    def progress(self, job_id: str) -> JobProgress:
+        with self._sessions() as s:
+            return self._progress(s, self._job(s, job_id))
+
+    def _progress(self, s: Session, job: JobRow) -> JobProgress:
+        counts = dict(
+            s.execute(
+                select(JobItemRow.state, func.count()).where(JobItemRow.job_id == job.id).group_by(JobItemRow.state)
+            ).all()
+        )
+        return JobProgress(
+            id=job.id,
+            status=job.status,
+            created_by=job.created_by,
+            created_at=job.created_at,
+            finished_at=job.finished_at,
+            filters=JobFilters.model_validate(job.filters),
+            include_decided=job.include_decided,
+            total=job.total,
+            **{k: int(counts.get(k, 0)) for k in ("pending", "running", "done", "failed", "skipped")},
+        )
+
+    def jobs(self, limit: int = 50) -> list[JobProgress]:
+        with self._sessions() as s:
+            rows = list(s.scalars(select(JobRow).order_by(JobRow.created_at.desc()).limit(limit)))
+            return [self._progress(s, j) for j in rows]
+
+    def summary(self, job_id: str) -> JobSummary:
+        with self._sessions() as s:
+            job = self._job(s, job_id)
+            progress = self._progress(s, job)
+            items = list(s.scalars(select(JobItemRow).where(JobItemRow.job_id == job_id)))
+        matrix: dict[str, dict[str, int]] = {}
+        problems: Counter[str] = Counter()
+        for i in items:
+            if i.state != "done":
+                continue
+            old, new = i.old_department or "(none)", i.new_department or "(none)"
+            matrix.setdefault(old, {}).setdefault(new, 0)
+            matrix[old][new] += 1
+            if i.old_problem != i.new_problem:
+                problems[f"{i.old_problem or '(none)'} -> {i.new_problem or '(none)'}"] += 1
+        done = [i for i in items if i.state == "done"]
+        return JobSummary(
+            **progress.model_dump(),
+            department_changes=matrix,
+            departments_changed=sum(1 for i in done if i.old_department != i.new_department),
+            problems_changed=sum(problems.values()),
+            problem_changes=dict(problems.most_common()),
+            skipped_reasons=dict(Counter(i.reason or "" for i in items if i.state == "skipped")),
+            errors={i.case_id: i.error or "" for i in items if i.state == "failed"},
+            prompt_tokens=sum(i.prompt_tokens for i in items),
+            completion_tokens=sum(i.completion_tokens for i in items),
+            cost=round(sum(i.cost for i in items), 4),
+        )
+
+    def cancel(self, job_id: str) -> JobProgress:
+        """Stop handing out items; pending ones are skipped, running ones finish."""
+        with self._sessions.begin() as s:
+            job = self._job(s, job_id)
+            if job.status == "running":
+                job.status = "cancelled"
+                job.finished_at = utcnow()
+                s.execute(
+                    update(JobItemRow)
+                    .where(JobItemRow.job_id == job_id, JobItemRow.state == "pending")
+                    .values(state="skipped", reason="job cancelled", finished_at=utcnow())
+                    .execution_options(synchronize_session=False)
+                )
+        return self.progress(job_id)
+
+    # -- working ---------------------------------------------------------------------------
+    def work(
+        self,
+        job_id: str,
+        *,
+        concurrency: int = 1,
+        chunk: int = 64,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        progress: Progress | None = None,
+        stop: threading.Event | None = None,
+        worker: str | None = None,
+    ) -> JobSummary:
+        """Work the job until no item is left (or it is cancelled, or `stop` is set); resumable."""
+        worker = worker or f"worker-{uuid.uuid4().hex[:8]}"
+        if self.pipeline.llm is not None and (rpm or tpm):
+            self.pipeline.llm = RateLimitedDrafter(self.pipeline.llm, RateLimiter(rpm, tpm), self.pipeline.tokens)
+        size = max(chunk, concurrency) if self.pipeline.llm is not None else chunk
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="retriage") as pool:
+            while not (stop and stop.is_set()):
+                with self._sessions() as s:
+                    job = self._job(s, job_id)
+                    if job.status != "running":
+                        break
+                claimed = self._claim(job_id, worker, size)
+                if claimed:
+                    self._process(job_id, claimed, worker, pool)
+                elif self._finish_if_complete(job_id):
+                    break
+                else:  # items leased by other workers: wait for them to finish or their leases to lapse
+                    time.sleep(min(1.0, self.lease.total_seconds()))
+                if progress is not None:
+                    progress(self.progress(job_id))
+        return self.summary(job_id)
+
+    def _claim(self, job_id: str, worker: str, n: int) -> list[tuple[int, str]]:
+        now = utcnow()
+        claimable = (
+            select(JobItemRow.id)
+            .where(
+                JobItemRow.job_id == job_id,
+                or_(JobItemRow.state == "pending", and_(JobItemRow.state == "running", JobItemRow.lease_until < now)),
+            )
+            .order_by(JobItemRow.id)
+            .limit(n)
+            .with_for_update(skip_locked=True)
+        )
+        with self._sessions.begin() as s:
+            rows = s.execute(
+                update(JobItemRow)
+                .where(JobItemRow.id.in_(claimable.scalar_subquery()))
+                .values(state="running", worker=worker, lease_until=now + self.lease, attempts=JobItemRow.attempts + 1)
+                .returning(JobItemRow.id, JobItemRow.case_id)
+                .execution_options(synchronize_session=False)
+            ).all()
+        return sorted((int(i), str(c)) for i, c in rows)
+
+    def _finish_if_complete(self, job_id: str) -> bool:
+        with self._sessions.begin() as s:
+            open_items = s.scalar(
+                select(func.count())
+                .select_from(JobItemRow)
+                .where(JobItemRow.job_id == job_id, JobItemRow.state.in_(["pending", "running"]))
+            )
+            if open_items:
+                return False
+            s.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.status == "running")
+                .values(status="done", finished_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+            return True
+
+    def _draft_all(self, complaints: list[Any], pool: ThreadPoolExecutor) -> list[Draft | BaseException]:
+        if self.pipeline.llm is None:  # offline: one batched call is several times faster than one each
+            try:
+                return list(self.pipeline.triage_many(complaints))
+            except Exception:
+                log.exception("batched drafting failed; drafting one by one")
+
+        def one(c: Any) -> Draft | BaseException:
+            try:
+                return self.pipeline.triage(c)
+            except Exception as exc:
+                return exc
+
+        return list(pool.map(one, complaints))
+
+    def _process(self, job_id: str, claimed: Sequence[tuple[int, str]], worker: str, pool: ThreadPoolExecutor) -> None:
+        case_ids = [c for _, c in claimed]
+        with self._sessions() as s:
+            rows = {r.id: r for r in s.scalars(select(CaseRow).where(CaseRow.id.in_(case_ids)))}
+        drafts = dict(
+            zip(case_ids, self._draft_all([queries.complaint_of(rows[c]) for c in case_ids], pool), strict=True)
+        )
+        actor = f"job:{job_id}"
+        with self._sessions.begin() as s:
+            job = self._job(s, job_id)
+            owned = {
+                i.id: i
+                for i in s.scalars(
+                    select(JobItemRow)
+                    .where(
+                        JobItemRow.id.in_([i for i, _ in claimed]),
+                        JobItemRow.state == "running",
+                        JobItemRow.worker == worker,
+                    )
+                    .with_for_update()
+                )
+            }
+            cases = {c.id: c for c in s.scalars(select(CaseRow).where(CaseRow.id.in_(case_ids)).with_for_update())}
+            now = utcnow()
+            for item_id, case_id in claimed:
+                item = owned.get(item_id)
+                if item is None:  # our lease lapsed and another worker has it: its draft, not ours
+                    continue
+                result, case = drafts[case_id], cases[case_id]
+                if isinstance(result, BaseException):
+                    item.error = f"{type(result).__name__}: {result}"[:2000]
+                    item.state = "failed" if item.attempts >= MAX_ATTEMPTS else "pending"
+                    item.finished_at = now if item.state == "failed" else None
+                    continue
+                reason = self._skip_reason(case.status, job.include_decided)
+                if reason is not None:  # decided while the job ran
+                    item.state, item.reason, item.finished_at = "skipped", reason, now
+                    continue
+                item.old_department, item.old_problem = case.department, case.typical_problem_id
+                add_draft(s, case, result, actor=actor, action="retriage", keep_decision=True)
+                item.new_department = result.department
+                item.new_problem = result.typical_problem.id if result.typical_problem else None
+                item.draft_no = case.draft_no
+                item.drafted_by = result.drafted_by
+                item.prompt_tokens, item.completion_tokens = result.tokens.prompt, result.tokens.completion
+                item.cost = self._cost(result.tokens.prompt, result.tokens.completion)
+                item.state, item.error, item.finished_at = "done", None, now
