@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
-from datetime import timedelta
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
@@ -64,13 +66,13 @@ def test_batch_is_stored_at_once_and_drafted_in_the_background(api: ApiHarness) 
 
 def test_batch_validation_names_every_bad_item(api: ApiHarness) -> None:
     admin = _admin(api)
+    before = api.client.get("/cases", params={"text": GJJ[:12]}, headers=admin).json()["total"]
     body = {"complaints": [{"text": GJJ}, {"text": "  "}, {"text": GJJ, "channel": "微博"}]}
     response = api.client.post("/cases/batch", json=body, headers=admin)
     assert response.status_code == 422 and response.headers["content-type"] == "application/problem+json"
     fields = [e["field"] for e in response.json()["errors"]]
     assert fields == ["body.complaints[1].text", "body.complaints[2].channel"]
-    before = api.client.get("/cases", params={"text": GJJ[:12]}, headers=admin).json()["total"]
-    assert api.client.get("/cases", params={"text": GJJ[:12]}, headers=admin).json()["total"] == before
+    assert api.client.get("/cases", params={"text": GJJ[:12]}, headers=admin).json()["total"] == before  # none stored
 
 
 def test_queue_filters_sorts_and_paginates(api: ApiHarness) -> None:
@@ -90,9 +92,18 @@ def test_queue_filters_sorts_and_paginates(api: ApiHarness) -> None:
     future = api.client.get("/cases", params={"text": tag, "received_from": "2999-01-01T00:00:00Z"}, headers=admin)
     assert future.json()["total"] == 0
     problem = made[0]["typical_problem_id"]
-    if problem:
-        by_problem = api.client.get("/cases", params={"text": tag, "typical_problem_id": problem}, headers=admin)
-        assert made[0]["id"] in {c["id"] for c in by_problem.json()["items"]}
+    assert problem, "the passport complaint matches a typical problem of 市公安局"
+    by_problem = api.client.get("/cases", params={"text": tag, "typical_problem_id": problem}, headers=admin)
+    assert {c["id"] for c in by_problem.json()["items"]} == {
+        c["id"] for c in made if c["typical_problem_id"] == problem
+    }
+    unknown = api.client.get("/cases", params={"department": "市魔法局"}, headers=admin)
+    assert unknown.status_code == 422 and "市公安局" in unknown.json()["valid_departments"]
+    # a time with an offset means the same instant on SQLite and PostgreSQL
+    received = datetime.fromisoformat(str(made[0]["received_at"]).replace("Z", "+00:00"))
+    shanghai = (received - timedelta(seconds=1)).astimezone(timezone(timedelta(hours=8))).isoformat()
+    since = api.client.get("/cases", params={"text": tag, "received_from": shanghai}, headers=admin).json()
+    assert since["total"] == 5
     bad = api.client.get("/cases", params={"page_size": 1000, "sort": "colour"}, headers=admin)
     assert bad.status_code == 422
     assert {e["field"] for e in bad.json()["errors"]} == {"query.page_size", "query.sort"}
@@ -212,17 +223,18 @@ def test_stats_count_statuses_edits_and_time_to_decision(api: ApiHarness) -> Non
     a = api.ingest(admin, f"{GJJ}，第二次反映")
     b = api.ingest(admin, f"{GJJ}，第三次反映")
     assert a["department"] == b["department"] == department
-    api.client.post(f"/cases/{a['id']}/approve", json={"version": a["version"]}, headers=worker)
-    api.client.post(
+    ok = api.client.post(f"/cases/{a['id']}/approve", json={"version": a["version"]}, headers=worker)
+    edited = api.client.post(
         f"/cases/{b['id']}/approve",
         json={"version": b["version"], "edits": {"root_cause": "合同备案数据未共享"}},
         headers=worker,
     )
+    assert ok.status_code == edited.status_code == 200
     after = api.client.get("/stats", headers=worker).json()
     assert after["approved"] == before["approved"] + 2
     assert after["approved_unedited"] == before["approved_unedited"] + 1
     assert set(after["by_department"]) == {department}
-    assert after["decided"] == before["decided"] + 2 and after["median_time_to_decision_s"] >= 0
+    assert after["decided"] == before["decided"] + 2 and 0 < after["median_time_to_decision_s"] < 600
     everything = api.client.get("/stats", headers=admin).json()
     assert everything["total"] >= after["total"] and sum(everything["by_status"].values()) == everything["total"]
 
@@ -325,3 +337,61 @@ def test_database_failure_after_storing_keeps_the_complaint_queued(
     while api.client.get(f"/cases/{case['id']}", headers=admin).json()["status"] != "drafted":
         assert time.monotonic() < deadline, "the background drafter did not pick the case up"
         time.sleep(0.1)
+
+
+def test_reassigned_case_approved_as_is_stays_with_its_new_department(api: ApiHarness) -> None:
+    admin = _admin(api)
+    case = api.ingest(admin, GJJ)
+    target = "市民政局" if case["department"] != "市民政局" else "市医保局"
+    moved = api.client.post(
+        f"/cases/{case['id']}/reassign", json={"version": case["version"], "department": target}, headers=admin
+    ).json()
+    assert moved["typical_problem_id"] is None  # the old department's typical problem does not follow
+    worker = api.headers("caseworker", target)
+    as_is = api.client.post(f"/cases/{case['id']}/approve", json={"version": moved["version"]}, headers=worker)
+    assert as_is.status_code == 422 and as_is.json()["errors"][0]["field"] == "edits.reply"
+    reply = f"您好，您反映的问题由{target}办理，我们已联系您核实。"
+    approved = api.client.post(
+        f"/cases/{case['id']}/approve", json={"version": moved["version"], "edits": {"reply": reply}}, headers=worker
+    )
+    assert approved.status_code == 200, approved.text
+    body = approved.json()
+    assert body["department"] == target and body["decisions"][-1]["edited_fields"] == ["reply"]
+    with api.service.engine.connect() as conn:
+        stored = conn.execute(sa.text(f"SELECT department FROM past_cases WHERE id = 'case-{case['id']}'")).scalar_one()
+    assert stored == target
+
+
+def test_concurrent_approvals_exactly_one_wins(api: ApiHarness) -> None:
+    """The same race as the uvicorn test, on the service, so SQLite is covered too."""
+    from triage.errors import StaleVersionError
+
+    admin = _admin(api)
+    case = api.ingest(admin, PASSPORT)
+    user = api.service.users.authenticate(admin["Authorization"].removeprefix("Bearer "))
+    start = threading.Barrier(6)
+
+    def approve(i: int) -> str:
+        start.wait()
+        try:
+            api.service.approve(str(case["id"]), user=user, version=int(str(case["version"])))
+            return "won"
+        except StaleVersionError:
+            return "stale"
+
+    with ThreadPoolExecutor(6) as pool:
+        outcomes = sorted(pool.map(approve, range(6)))
+    assert outcomes == ["stale"] * 5 + ["won"]
+    audit = api.client.get(f"/cases/{case['id']}/audit", headers=admin).json()
+    assert [e["action"] for e in audit].count("approve") == 1
+
+
+def test_external_ids_belong_to_their_submitter(api: ApiHarness) -> None:
+    hotline, platform = api.headers("intake"), api.headers("intake")
+    ext = f"X-{uuid.uuid4().hex[:6]}"
+    a = api.ingest(hotline, GJJ, external_id=ext)
+    b = api.ingest(platform, PASSPORT, external_id=ext)  # another system's id space: a different case
+    assert a["id"] != b["id"]
+    twice = {"complaints": [{"text": GJJ, "external_id": "dup"}, {"text": PASSPORT, "external_id": "dup"}]}
+    response = api.client.post("/cases/batch", json=twice, headers=hotline)
+    assert response.status_code == 409 and "complaints[1].external_id" in response.json()["detail"]

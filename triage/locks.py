@@ -62,25 +62,31 @@ class GroupCall(Generic[T, R]):
     def __init__(self, run: Callable[[list[T]], Sequence[R]]) -> None:
         self._run = run
         self._queue: list[tuple[list[T], Future[list[R]]]] = []
-        self._queue_lock = threading.Lock()
-        self._runner = threading.Lock()
+        self._cond = threading.Condition()
+        self._running = False
 
     def submit(self, items: Sequence[T]) -> list[R]:
         done: Future[list[R]] = Future()
-        with self._queue_lock:
+        with self._cond:
             self._queue.append((list(items), done))
-        with self._runner:  # whoever holds it runs everything queued so far, possibly ours
-            if not done.done():
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                try:
-                    results = list(self._run([item for items, _ in batch for item in items]))
-                except BaseException as exc:
-                    for _, f in batch:
-                        f.set_exception(exc)
-                else:
-                    start = 0
-                    for items, f in batch:
-                        f.set_result(results[start : start + len(items)])
-                        start += len(items)
+            while self._running and not done.done():
+                self._cond.wait()
+            if done.done():  # a run that started after we queued carried our items
+                return done.result()
+            self._running = True  # we run everything queued so far, ours included
+            batch, self._queue = self._queue, []
+        try:
+            results = list(self._run([item for items, _ in batch for item in items]))
+        except BaseException as exc:
+            for _, f in batch:
+                f.set_exception(exc)
+        else:
+            start = 0
+            for items, f in batch:
+                f.set_result(results[start : start + len(items)])
+                start += len(items)
+        finally:
+            with self._cond:
+                self._running = False
+                self._cond.notify_all()
         return done.result()

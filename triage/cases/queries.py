@@ -42,18 +42,9 @@ def scope(user: User) -> ColumnElement[bool]:
     return true()
 
 
-def can_see(row: CaseRow, user: User) -> bool:
-    if user.role is Role.CASEWORKER:
-        return row.department in user.departments
-    if user.role is Role.INTAKE:
-        return row.submitted_by == user.name
-    return True
-
-
-def visible_row(s: Session, case_id: str, user: User, *, lock: bool = False) -> CaseRow:
-    stmt = select(CaseRow).where(CaseRow.id == case_id)
-    row = s.scalars(stmt.with_for_update() if lock else stmt).one_or_none()
-    if row is None or not can_see(row, user):
+def visible_row(s: Session, case_id: str, user: User) -> CaseRow:
+    row = s.scalars(select(CaseRow).where(CaseRow.id == case_id, scope(user))).one_or_none()
+    if row is None:
         raise NotFoundError(f"no case '{case_id}'")
     return row
 

@@ -18,15 +18,24 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def to_utc(value: datetime | None) -> datetime | None:
+    """Times are stored in UTC (SQLite keeps no offset); a naive time is taken to be UTC already."""
+    if value is None or value.tzinfo is None:
+        return value
+    return value.astimezone(UTC)
+
+
 class CaseRow(Base):
     __tablename__ = "cases"
     __table_args__ = (
+        # External ids are the sending system's own: unique per submitter, not across systems.
+        UniqueConstraint("submitted_by", "external_id", name="uq_cases_submitter_external_id"),
         Index("ix_cases_status_received", "status", "received_at"),
         Index("ix_cases_department_status_received", "department", "status", "received_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    external_id: Mapped[str | None] = mapped_column(String(200))
     # the complaint
     text: Mapped[str] = mapped_column(Text)
     title: Mapped[str | None] = mapped_column(Text)

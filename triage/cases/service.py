@@ -37,7 +37,7 @@ from triage.cases.models import (
     QueueStats,
     User,
 )
-from triage.cases.rows import AuditRow, BatchRow, CaseRow, DecisionRow, DraftRow, utcnow
+from triage.cases.rows import AuditRow, BatchRow, CaseRow, DecisionRow, DraftRow, to_utc, utcnow
 from triage.cases.states import ACTION_ROLES, INGEST_ROLES, TRANSITIONS, Action, CaseStatus, Role, allowed_actions
 from triage.cases.users import UserDirectory
 from triage.errors import (
@@ -93,11 +93,12 @@ def add_draft(s: Session, row: CaseRow, draft: Draft, *, actor: str, action: str
         row.draft_error = None
     row.updated_at = utcnow()
     s.flush()
-    s.add(
-        AuditRow(
-            case_id=row.id, actor=actor, action=action, changes=_diff(before, _snapshot(row)) | {"version": row.version}
-        )
-    )
+    audit(s, row, actor=actor, action=action, changes=_diff(before, _snapshot(row)))
+
+
+def audit(s: Session, row: CaseRow, *, actor: str, action: str, changes: dict[str, Any]) -> None:
+    """Append an audit event; `version` is the case's version after the action."""
+    s.add(AuditRow(case_id=row.id, actor=actor, action=action, changes=changes | {"version": row.version}))
 
 
 class CaseService:
@@ -175,6 +176,13 @@ class CaseService:
             return queries.get_case(s, case_id, user)
 
     def queue(self, query: CaseQuery, *, user: User) -> CasePage:
+        query = query.model_copy(
+            update={
+                "department": [self.check_department(d) for d in query.department],
+                "received_from": to_utc(query.received_from),
+                "received_to": to_utc(query.received_to),
+            }
+        )
         with self._read() as s:
             return queries.list_cases(s, query, user)
 
@@ -188,19 +196,19 @@ class CaseService:
 
     def stats(self, *, user: User, since: datetime | None = None, until: datetime | None = None) -> QueueStats:
         with self._read() as s:
-            return queries.queue_stats(s, user, since=since, until=until)
+            return queries.queue_stats(s, user, since=to_utc(since), until=to_utc(until))
 
     # -- ingest ----------------------------------------------------------------------------
     def ingest(self, complaint: Complaint, *, user: User) -> tuple[CaseDetail, bool]:
         """Store and draft one complaint; returns (the case, created). Idempotent on external_id."""
         self._require_ingest(user)
-        existing = self._existing({0: complaint}).get(0)
+        existing = self._existing({0: complaint}, user).get(0)
         if existing is None:
             try:
                 with self._write() as s:
                     case_id = self._insert(s, complaint, user=user, batch_id=None)
             except IntegrityError:  # the same external id, committed a moment ago by another request
-                existing = self._existing({0: complaint})[0]
+                existing = self._existing({0: complaint}, user)[0]
         if existing is not None:
             return self.get(existing, user=user), False
         self.draft_cases([case_id], actor=SYSTEM)
@@ -210,26 +218,38 @@ class CaseService:
         """Store a batch at once (one transaction); drafting happens later, in draft_pending()."""
         self._require_ingest(user)
         for attempt in range(2):
-            existing = self._existing(dict(enumerate(complaints)))
+            existing = self._existing(dict(enumerate(complaints)), user)
             batch_id = str(uuid.uuid4())
             case_ids: list[str] = []
-            seen: dict[str, str] = {}  # external ids repeated within the batch
+            seen: dict[str, tuple[str, str]] = {}  # external id -> (case id, text), within the batch
+            fresh = [i for i in range(len(complaints)) if i not in existing]
             try:
                 with self._write() as s:
-                    s.add(BatchRow(id=batch_id, submitted_by=user.name, total=len(complaints)))
+                    s.add(BatchRow(id=batch_id, submitted_by=user.name, total=0))
                     s.flush()
+                    created = 0
                     for i, c in enumerate(complaints):
-                        known = existing.get(i) or (seen.get(c.external_id) if c.external_id else None)
+                        known = existing.get(i)
+                        if known is None and c.external_id in seen:
+                            known, text = seen[c.external_id]
+                            if text != c.text:
+                                raise IdempotencyError(
+                                    f"complaints[{i}].external_id: '{c.external_id}' names two different complaints "
+                                    "in this batch"
+                                )
                         if known is None:
                             known = self._insert(s, c, user=user, batch_id=batch_id)
+                            created += 1
                             if c.external_id:
-                                seen[c.external_id] = known
+                                seen[c.external_id] = (known, c.text)
                         case_ids.append(known)
-            except IntegrityError:  # an external id committed meanwhile by another request: look again
+                    # The batch's progress covers the cases it created; the others were drafted before.
+                    s.get_one(BatchRow, batch_id).total = created
+            except IntegrityError as exc:  # an external id committed meanwhile by another request: look again
                 if attempt:
-                    raise
+                    raise IdempotencyError("external ids of this batch were being stored concurrently; retry") from exc
                 continue
-            created = len(set(case_ids) - set(existing.values()))
+            assert created <= len(fresh)
             return IngestReceipt(
                 batch_id=batch_id,
                 total=len(complaints),
@@ -243,8 +263,8 @@ class CaseService:
         if user.role not in INGEST_ROLES:
             raise ForbiddenError(f"role {user.role.value} may not ingest complaints")
 
-    def _existing(self, complaints: dict[int, Complaint]) -> dict[int, str]:
-        """Case ids of complaints whose external id is already stored; a reused id with other text is refused."""
+    def _existing(self, complaints: dict[int, Complaint], user: User) -> dict[int, str]:
+        """Cases this submitter already sent under these external ids; a reused id with other text is refused."""
         keyed = {i: c for i, c in complaints.items() if c.external_id}
         if not keyed:
             return {}
@@ -253,7 +273,8 @@ class CaseService:
                 r.external_id: r
                 for r in s.execute(
                     select(CaseRow.id, CaseRow.external_id, CaseRow.text).where(
-                        CaseRow.external_id.in_({c.external_id for c in keyed.values()})
+                        CaseRow.submitted_by == user.name,
+                        CaseRow.external_id.in_({c.external_id for c in keyed.values()}),
                     )
                 )
             }
@@ -283,7 +304,7 @@ class CaseService:
             rating=c.rating,
             region=c.region,
             contact=c.contact,
-            complained_at=c.created_at,
+            complained_at=to_utc(c.created_at),
             status=CaseStatus.NEW.value,
             draft_no=0,
             batch_id=batch_id,
@@ -293,7 +314,7 @@ class CaseService:
         )
         s.add(row)
         s.flush()
-        self._audit(s, row, actor=user.name, action="ingest", changes={"status": [None, CaseStatus.NEW.value]})
+        audit(s, row, actor=user.name, action="ingest", changes={"status": [None, CaseStatus.NEW.value]})
         return row.id
 
     # -- drafting --------------------------------------------------------------------------
@@ -349,7 +370,7 @@ class CaseService:
                 row.draft_error = reason[:2000]
                 row.updated_at = utcnow()
                 s.flush()
-                self._audit(s, row, actor=SYSTEM, action="draft_failed", changes=_diff(before, _snapshot(row)))
+                audit(s, row, actor=SYSTEM, action="draft_failed", changes=_diff(before, _snapshot(row)))
         except (StaleDataError, StoreError):
             log.warning("could not record the drafting failure of case %s", case_id)
 
@@ -386,8 +407,9 @@ class CaseService:
         def apply(s: Session, row: CaseRow) -> tuple[DecisionRow, dict[str, Any]]:
             draft = self._current_draft(s, row)
             original: dict[str, Any] = {
-                "department": draft.department if draft else row.department,
-                "typical_problem_id": draft.typical_problem.id if draft and draft.typical_problem else None,
+                # the case's department and problem: the draft's, unless a person reassigned it since
+                "department": row.department or (draft.department if draft else None),
+                "typical_problem_id": row.typical_problem_id,
                 "root_cause": draft.root_cause if draft else None,
                 "reply": draft.reply if draft else None,
             }
@@ -397,6 +419,12 @@ class CaseService:
                 final[f] = getattr(edits, f)
             final["department"] = self.check_department(final["department"] or "", field="edits.department")
             self._check_final(final, user)
+            if draft is not None and draft.department != final["department"] and "reply" not in given:
+                raise InputError(
+                    f"the draft reply was written for {draft.department}; give the reply for "
+                    f"{final['department']} in edits.reply",
+                    field="edits.reply",
+                )
             edited = [f for f in DRAFT_FIELDS if final[f] != original[f]]
             if "department" in edited:
                 row.assigned_by = user.name
@@ -433,6 +461,9 @@ class CaseService:
                 raise InputError(f"the case is already with {target}", field="department")
             row.department = target
             row.assigned_by = user.name
+            problem = self.kb.problems_by_id.get(row.typical_problem_id or "")
+            if problem is not None and problem.department != target:  # another department's problem
+                row.typical_problem_id = None
             return self._decision(row, Action.REASSIGN, user, department=target, reason=reason), {}
 
         return self._act(case_id, user=user, version=version, action=Action.REASSIGN, apply=apply)
@@ -453,17 +484,20 @@ class CaseService:
             complaint = queries.complaint_of(row)
             draft_no = row.draft_no
         draft = self._drafts([complaint])[0]
-        self._save_draft(
-            case_id,
-            version,
-            draft,
-            actor=user.name,
-            action=Action.RETRIAGE.value,
-            expect=[st for st, moves in TRANSITIONS.items() if Action.RETRIAGE in moves],
-            decision=lambda r: DecisionRow(
-                case_id=r.id, action=Action.RETRIAGE.value, actor=user.name, draft_no=draft_no, edited_fields=[]
-            ),
-        )
+        try:
+            self._save_draft(
+                case_id,
+                version,
+                draft,
+                actor=user.name,
+                action=Action.RETRIAGE.value,
+                expect=[st for st, moves in TRANSITIONS.items() if Action.RETRIAGE in moves],
+                decision=lambda r: DecisionRow(
+                    case_id=r.id, action=Action.RETRIAGE.value, actor=user.name, draft_no=draft_no, edited_fields=[]
+                ),
+            )
+        except StaleVersionError as exc:  # show the case as it is now, if the caller may still see it
+            raise StaleVersionError(version, self.get(case_id, user=user)) from exc
         return self.get(case_id, user=user)
 
     def _act(
@@ -486,7 +520,7 @@ class CaseService:
                     row.updated_at = utcnow()
                     s.add(decision)
                 s.flush()  # UPDATE ... WHERE version = :read; no row -> StaleDataError
-                self._audit(s, row, actor=user.name, action=action.value, changes=_diff(before, _snapshot(row)) | extra)
+                audit(s, row, actor=user.name, action=action.value, changes=_diff(before, _snapshot(row)) | extra)
                 return queries.detail(s, row, user)
         except StaleDataError as exc:
             raise StaleVersionError(version, self.get(case_id, user=user)) from exc
@@ -554,10 +588,6 @@ class CaseService:
             created_at=when.astimezone(UTC).isoformat() if when.tzinfo else when.isoformat(),
             source="approved",
         )
-
-    @staticmethod
-    def _audit(s: Session, row: CaseRow, *, actor: str, action: str, changes: dict[str, Any]) -> None:
-        s.add(AuditRow(case_id=row.id, actor=actor, action=action, changes=changes | {"version": row.version}))
 
     def _peek(self, case_id: str) -> Any:
         with self._read() as s:

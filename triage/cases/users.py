@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from triage.cases.models import IssuedKey, KeyInfo, NewUser, User
 from triage.cases.rows import ApiKeyRow, UserRow, utcnow
 from triage.cases.states import Role
-from triage.errors import AuthError, InputError, NotFoundError, StoreError, UnknownDepartmentError
+from triage.errors import AuthError, InputError, NotFoundError, StoreError, TriageError, UnknownDepartmentError
 
 KEY_PREFIX = "tk_"
 
@@ -43,6 +44,7 @@ class UserDirectory:
         self._sessions = sessions
         self._cache_s = cache_s
         self._cache: dict[str, tuple[float, User]] = {}
+        self._generation = 0  # bumped by every revocation, so a lookup that raced one is not cached
 
     def add(self, new: NewUser, *, valid_departments: Sequence[str]) -> IssuedKey:
         """Create a user and their first key."""
@@ -54,7 +56,7 @@ class UserDirectory:
             if name not in valid_departments:
                 raise UnknownDepartmentError(name, valid_departments, field="departments")
         try:
-            with self._sessions.begin() as s:
+            with self._begin() as s:
                 row = UserRow(name=new.name, role=new.role.value, departments=list(new.departments), active=True)
                 s.add(row)
                 s.flush()
@@ -64,12 +66,12 @@ class UserDirectory:
 
     def issue_key(self, name: str) -> IssuedKey:
         """Another key for an existing user (rotation: issue, deploy, then revoke the old one)."""
-        with self._sessions.begin() as s:
+        with self._begin() as s:
             return self._issue(s, self._row(s, name))
 
     def revoke_keys(self, name: str, prefix: str | None = None) -> int:
         """Revoke one key (by prefix) or all keys of a user; returns how many were revoked."""
-        with self._sessions.begin() as s:
+        with self._begin() as s:
             row = self._row(s, name)
             keys = s.scalars(select(ApiKeyRow).where(ApiKeyRow.user_id == row.id, ApiKeyRow.revoked_at.is_(None)))
             n = 0
@@ -77,19 +79,19 @@ class UserDirectory:
                 if prefix is None or key.prefix == prefix:
                     key.revoked_at = utcnow()
                     n += 1
-        self._cache.clear()
+        self._forget()
         return n
 
     def set_active(self, name: str, active: bool) -> User:
-        with self._sessions.begin() as s:
+        with self._begin() as s:
             row = self._row(s, name)
             row.active = active
             user = _user(row)
-        self._cache.clear()
+        self._forget()
         return user
 
     def list(self) -> list[tuple[User, list[KeyInfo]]]:
-        with self._sessions() as s:
+        with self._begin() as s:
             users = list(s.scalars(select(UserRow).order_by(UserRow.name)))
             keys = list(s.scalars(select(ApiKeyRow).order_by(ApiKeyRow.id)))
         return [
@@ -105,7 +107,7 @@ class UserDirectory:
         ]
 
     def count(self) -> int:
-        with self._sessions() as s:
+        with self._begin() as s:
             return int(s.scalar(select(func.count()).select_from(UserRow)) or 0)
 
     def authenticate(self, key: str | None) -> User:
@@ -116,12 +118,17 @@ class UserDirectory:
         hit = self._cache.get(digest)
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
+        generation = self._generation
         user = self._lookup(digest)
-        if self._cache_s:
+        if self._cache_s and generation == self._generation:
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[digest] = (time.monotonic() + self._cache_s, user)
         return user
+
+    def _forget(self) -> None:
+        self._generation += 1
+        self._cache.clear()
 
     def _lookup(self, digest: str) -> User:
         try:
@@ -136,6 +143,16 @@ class UserDirectory:
         if row is None or not row.active:
             raise AuthError("unknown, revoked or deactivated API key")
         return _user(row)
+
+    @contextmanager
+    def _begin(self) -> Iterator[Session]:
+        try:
+            with self._sessions.begin() as s:
+                yield s
+        except (IntegrityError, TriageError):
+            raise
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database unavailable: {type(exc).__name__}: {exc}") from exc
 
     @staticmethod
     def _row(s: Session, name: str) -> UserRow:

@@ -24,6 +24,7 @@ class BackgroundDrafter:
         self.poll_s = poll_s
         self._wake = threading.Condition()
         self._stopping = False
+        self._claims = threading.Lock()  # guards _in_flight; held across the claim query...
         self._in_flight: set[str] = set()
         self._threads = [
             threading.Thread(target=self._run, name=f"triage-drafter-{i}", daemon=True) for i in range(threads)
@@ -46,8 +47,8 @@ class BackgroundDrafter:
             t.join(timeout)
 
     def _claim(self) -> list[str]:
-        with self._wake:
-            ids = self.service.pending(self.chunk, exclude=self._in_flight)
+        with self._claims:  # ...so wake() from a request never waits for a query
+            ids = self.service.pending(self.chunk, exclude=set(self._in_flight))
             self._in_flight.update(ids)
             return ids
 
@@ -65,7 +66,7 @@ class BackgroundDrafter:
                 except Exception:  # e.g. the database went away: the cases stay queued for the next sweep
                     log.exception("background drafting of %d case(s) failed; they stay queued", len(ids))
                 finally:
-                    with self._wake:
+                    with self._claims:
                         self._in_flight.difference_update(ids)
             with self._wake:
                 if not self._stopping:

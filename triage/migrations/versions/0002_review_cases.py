@@ -54,7 +54,7 @@ def upgrade() -> None:
     op.create_table(
         "cases",
         sa.Column("id", sa.String(36), primary_key=True),
-        sa.Column("external_id", sa.String(200), unique=True),
+        sa.Column("external_id", sa.String(200)),
         sa.Column("text", sa.Text(), nullable=False),
         sa.Column("title", sa.Text()),
         sa.Column("channel", sa.String(20), nullable=False, index=True),
@@ -76,6 +76,7 @@ def upgrade() -> None:
         sa.Column("received_at", TZ, nullable=False),
         sa.Column("updated_at", TZ, nullable=False),
         sa.Column("decided_at", TZ),
+        sa.UniqueConstraint("submitted_by", "external_id", name="uq_cases_submitter_external_id"),
     )
     op.create_index("ix_cases_status_received", "cases", ["status", "received_at"])
     op.create_index("ix_cases_department_status_received", "cases", ["department", "status", "received_at"])
