@@ -10,10 +10,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import errors
-from api.routes import admin, cases, health
+from api.routes import admin, cases, health, jobs
 from triage import __version__
 from triage.cases.service import CaseService
 from triage.cases.worker import BackgroundDrafter
+from triage.jobs.service import JobRunner, JobService
 from triage.pipeline import TriagePipeline
 from triage.settings import Settings, get_settings
 from triage.workspace import Workspace
@@ -42,9 +43,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             service = CaseService(workspace.store.engine, pipeline, auth_cache_s=settings.api_auth_cache_s)
             app.state.service = service
             app.state.drafter = BackgroundDrafter(service, threads=settings.api_draft_workers).start()
+            app.state.jobs = JobService.for_workspace(settings, workspace, pipeline)
+            app.state.job_runner = JobRunner(app.state.jobs)
             try:
                 yield
             finally:
+                app.state.job_runner.stop()
                 app.state.drafter.stop()
         finally:
             workspace.close()
@@ -61,4 +65,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(cases.router)
     app.include_router(admin.router)
+    app.include_router(jobs.router)
     return app

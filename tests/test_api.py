@@ -395,3 +395,26 @@ def test_external_ids_belong_to_their_submitter(api: ApiHarness) -> None:
     twice = {"complaints": [{"text": GJJ, "external_id": "dup"}, {"text": PASSPORT, "external_id": "dup"}]}
     response = api.client.post("/cases/batch", json=twice, headers=hotline)
     assert response.status_code == 409 and "complaints[1].external_id" in response.json()["detail"]
+
+
+def test_retriage_jobs_through_the_api(api: ApiHarness) -> None:
+    admin = _admin(api)
+    made = [api.ingest(admin, f"{PASSPORT}（job {i}）") for i in range(3)]
+    body = {"filters": {"ids": [c["id"] for c in made]}}
+    started = api.client.post("/jobs", json=body, headers=admin)
+    assert started.status_code == 202 and started.json()["total"] == 3
+    job_id = started.json()["id"]
+    deadline = time.monotonic() + 30
+    while (summary := api.client.get(f"/jobs/{job_id}", headers=admin).json())["status"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert summary["status"] == "done" and summary["done"] == 3 and summary["department_changes"]
+    case = api.client.get(f"/cases/{made[0]['id']}", headers=admin).json()
+    assert [d["number"] for d in case["drafts"]] == [1, 2] and case["drafts"][1]["created_by"] == f"job:{job_id}"
+    assert job_id in {j["id"] for j in api.client.get("/jobs", headers=admin).json()}
+    cancelled = api.client.post(f"/jobs/{job_id}/cancel", headers=admin).json()
+    assert cancelled["status"] == "done"  # a finished job stays finished
+    bad = api.client.post("/jobs", json={"filters": {"department": ["市魔法局"]}}, headers=admin)
+    assert bad.status_code == 422 and "市公安局" in bad.json()["valid_departments"]
+    none = api.client.post("/jobs", json={"filters": {}}, headers=admin)
+    assert none.status_code == 422 and none.json()["errors"][0]["field"] == "filters"

@@ -88,7 +88,16 @@ ENDPOINTS: dict[str, Call] = {
     "POST /users/{name}/keys": lambda api, s: api.client.post(f"/users/{_throwaway(api, s)}/keys", headers=s.headers),
     "DELETE /users/{name}/keys/{prefix}": lambda api, s: _revoke(api, s),
     "POST /kb/reindex": lambda api, s: api.client.post("/kb/reindex", headers=s.headers),
+    "POST /jobs": lambda api, s: api.client.post("/jobs", json={"filters": {"ids": [s.case["id"]]}}, headers=s.headers),
+    "GET /jobs": lambda api, s: api.client.get("/jobs", headers=s.headers),
+    "GET /jobs/{id}": lambda api, s: api.client.get(f"/jobs/{_job(api, s)}", headers=s.headers),
+    "POST /jobs/{id}/cancel": lambda api, s: api.client.post(f"/jobs/{_job(api, s)}/cancel", headers=s.headers),
 }
+
+
+def _job(api: ApiHarness, s: Setup) -> str:
+    body = {"filters": {"ids": [s.case["id"]]}}
+    return str(api.client.post("/jobs", json=body, headers=s.admin).json()["id"])
 
 
 def _revoke(api: ApiHarness, s: Setup) -> Any:
@@ -98,7 +107,14 @@ def _revoke(api: ApiHarness, s: Setup) -> Any:
     return api.client.delete(f"/users/{issued['user']['name']}/keys/{issued['prefix']}", headers=s.headers)
 
 
-OK = {"POST /cases": 201, "POST /cases/batch": 202, "POST /users": 201, "POST /users/{name}/keys": 201}
+OK = {
+    "POST /cases": 201,
+    "POST /cases/batch": 202,
+    "POST /users": 201,
+    "POST /users/{name}/keys": 201,
+    "POST /jobs": 202,
+}
+OPERATORS = ("POST /jobs", "GET /jobs", "GET /jobs/{id}", "POST /jobs/{id}/cancel")
 READS_ALL = ("GET /stats", "GET /readyz", "GET /me", "GET /departments", "GET /typical-problems")
 CASE_READS = ("GET /cases/{id}", "GET /cases/{id}/audit")
 DECIDE = ("POST approve", "POST reject", "POST close")
@@ -123,6 +139,8 @@ def expected(subject: str, endpoint: str) -> int:
         return ok
     if endpoint in ADMIN_ONLY:
         return ok if role == "admin" else 403
+    if endpoint in OPERATORS:
+        return ok if role in ("supervisor", "admin") else 403
     if endpoint in INGEST:
         return ok if role in ("supervisor", "admin", "intake") else 403
     if endpoint == "GET /batches/{id}":

@@ -47,9 +47,12 @@ class ScriptedOpenAI:
     raw_bodies: list[bytes] = field(default_factory=list)
     embedding_dim: int = 64
     latency_s: float = 0.0
+    in_flight: int = 0
+    max_in_flight: int = 0  # the most chat/embedding requests the server was answering at once
 
     def __post_init__(self) -> None:
         server = self
+        counting = threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -63,14 +66,21 @@ class ScriptedOpenAI:
                 server.raw_bodies.append(body)
                 data = json.loads(body or b"{}")
                 server.requests.append({"path": self.path, "body": data})
-                if server.latency_s:
-                    time.sleep(server.latency_s)
-                if self.path.endswith("/embeddings"):
-                    self._embeddings(data)
-                elif self.path.endswith("/chat/completions"):
-                    self._chat(data)
-                else:
-                    self._send(404, {"error": {"message": "not found"}})
+                with counting:
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    if server.latency_s:
+                        time.sleep(server.latency_s)
+                    if self.path.endswith("/embeddings"):
+                        self._embeddings(data)
+                    elif self.path.endswith("/chat/completions"):
+                        self._chat(data)
+                    else:
+                        self._send(404, {"error": {"message": "not found"}})
+                finally:
+                    with counting:
+                        server.in_flight -= 1
 
             def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
                 out = json.dumps(payload, ensure_ascii=False).encode()

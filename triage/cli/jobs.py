@@ -20,19 +20,11 @@ STATUSES = ["new", "drafted", "approved", "rejected", "reassigned", "closed"]
 
 def _open(ctx: click.Context) -> Any:
     from triage.jobs.service import JobService
-    from triage.pipeline import TriagePipeline
     from triage.workspace import Workspace
 
     settings = settings_from(root_context(ctx))
     ws = Workspace.open(settings)
-    service = JobService(
-        ws.store.engine,
-        TriagePipeline.from_settings(settings, ws),
-        lease_s=settings.job_lease_s,
-        price_input_per_1k=settings.llm_price_input_per_1k,
-        price_output_per_1k=settings.llm_price_output_per_1k,
-    )
-    return ws, service
+    return ws, JobService.for_workspace(settings, ws)
 
 
 class _Reporter:
@@ -112,6 +104,7 @@ def _print_summary(summary: Any) -> None:
 @click.option(
     "--concurrency", default=4, show_default=True, type=click.IntRange(1, 64), help="Drafts in flight at once (LLM)."
 )
+@click.option("--chunk", default=64, show_default=True, type=click.IntRange(1, 1000), help="Items claimed at once.")
 @click.option("--rpm", type=click.IntRange(1), help="LLM requests per minute, at most.")
 @click.option("--tpm", type=click.IntRange(1), help="LLM tokens per minute, at most.")
 @click.option("--resume", "resume", metavar="JOB", help="Work an existing job (after a crash, or as an extra worker).")
@@ -134,6 +127,7 @@ def retriage(
     include_decided: bool,
     dry_run: bool,
     concurrency: int,
+    chunk: int,
     rpm: int | None,
     tpm: int | None,
     resume: str | None,
@@ -182,7 +176,9 @@ def retriage(
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         reporter = _Reporter()
         try:
-            summary = service.work(job_id, concurrency=concurrency, rpm=rpm, tpm=tpm, progress=reporter, stop=stop)
+            summary = service.work(
+                job_id, concurrency=concurrency, chunk=chunk, rpm=rpm, tpm=tpm, progress=reporter, stop=stop
+            )
         finally:
             reporter.close()
         if as_json:

@@ -20,14 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, true, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from prompts import load as load_prompt
 from triage.cases import queries
-from triage.cases.rows import CaseRow, utcnow
+from triage.cases.rows import CaseRow, to_utc, utcnow
 from triage.cases.service import UNDECIDED, add_draft
 from triage.cases.states import CaseStatus
 from triage.errors import InputError, NotFoundError, StoreError, UnknownDepartmentError
@@ -37,6 +37,8 @@ from triage.jobs.rows import JobItemRow, JobRow
 from triage.models import CHANNEL_VALUES, Draft
 from triage.pipeline import TriagePipeline
 from triage.redaction import redact
+from triage.settings import Settings
+from triage.workspace import Workspace
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
@@ -63,6 +65,19 @@ class JobService:
         self.prices = (price_input_per_1k, price_output_per_1k)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self.sqlite = engine.dialect.name == "sqlite"
+
+    @classmethod
+    def for_workspace(
+        cls, settings: Settings, workspace: Workspace, pipeline: TriagePipeline | None = None
+    ) -> JobService:
+        """A job service on a workspace's case database, with the settings' lease and prices."""
+        return cls(
+            workspace.store.engine,
+            pipeline or TriagePipeline.from_settings(settings, workspace),
+            lease_s=settings.job_lease_s,
+            price_input_per_1k=settings.llm_price_input_per_1k,
+            price_output_per_1k=settings.llm_price_output_per_1k,
+        )
 
     # -- choosing cases --------------------------------------------------------------------
     def validate(self, filters: JobFilters) -> None:
@@ -106,14 +121,16 @@ class JobService:
         if f.typical_problem_id:
             conds.append(CaseRow.typical_problem_id.in_(f.typical_problem_id))
         if f.received_from:
-            conds.append(CaseRow.received_at >= f.received_from)
+            conds.append(CaseRow.received_at >= to_utc(f.received_from))
         if f.received_to:
-            conds.append(CaseRow.received_at < f.received_to)
-        rows = s.execute(
-            select(CaseRow.id, CaseRow.status).where(and_(*conds)).order_by(CaseRow.received_at, CaseRow.id)
-        )
-        wanted = set(f.ids)
-        return [(i, st) for i, st in rows if not wanted or i in wanted]
+            conds.append(CaseRow.received_at < to_utc(f.received_to))
+        query = select(CaseRow.id, CaseRow.status, CaseRow.received_at).where(and_(true(), *conds))
+        if not f.ids:
+            return [(i, st) for i, st, _ in s.execute(query.order_by(CaseRow.received_at, CaseRow.id))]
+        found: list[Any] = []
+        for start in range(0, len(f.ids), 1000):
+            found += s.execute(query.where(CaseRow.id.in_(f.ids[start : start + 1000]))).all()
+        return [(i, st) for i, st, _ in sorted(found, key=lambda r: (r[2], r[0]))]
 
     @staticmethod
     def _skip_reason(status: str, include_decided: bool) -> str | None:
@@ -281,9 +298,11 @@ class JobService:
     ) -> JobSummary:
         """Work the job until no item is left (or it is cancelled, or `stop` is set); resumable."""
         worker = worker or f"worker-{uuid.uuid4().hex[:8]}"
-        if self.pipeline.llm is not None and (rpm or tpm):
-            self.pipeline.llm = RateLimitedDrafter(self.pipeline.llm, RateLimiter(rpm, tpm), self.pipeline.tokens)
-        size = max(chunk, concurrency) if self.pipeline.llm is not None else chunk
+        pipeline = self.pipeline
+        if pipeline.llm is not None and (rpm or tpm):  # a pipeline of its own: the limits are this job's
+            limited = RateLimitedDrafter(pipeline.llm, RateLimiter(rpm, tpm), pipeline.tokens)
+            pipeline = TriagePipeline(pipeline.ws, llm=limited, tokens=pipeline.tokens)
+        size = max(chunk, concurrency) if pipeline.llm is not None else chunk
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="retriage") as pool:
             while not (stop and stop.is_set()):
                 with self._sessions() as s:
@@ -292,7 +311,7 @@ class JobService:
                         break
                 claimed = self._claim(job_id, worker, size)
                 if claimed:
-                    self._process(job_id, claimed, worker, pool)
+                    self._process(job_id, claimed, worker, pool, pipeline)
                 elif self._finish_if_complete(job_id):
                     break
                 else:  # items leased by other workers: wait for them to finish or their leases to lapse
@@ -340,27 +359,41 @@ class JobService:
             )
             return True
 
-    def _draft_all(self, complaints: list[Any], pool: ThreadPoolExecutor) -> list[Draft | BaseException]:
-        if self.pipeline.llm is None:  # offline: one batched call is several times faster than one each
+    @staticmethod
+    def _draft_all(
+        complaints: list[Any], pool: ThreadPoolExecutor, pipeline: TriagePipeline
+    ) -> list[Draft | BaseException]:
+        if pipeline.llm is None:  # offline: one batched call is several times faster than one each
             try:
-                return list(self.pipeline.triage_many(complaints))
+                return list(pipeline.triage_many(complaints))
             except Exception:
                 log.exception("batched drafting failed; drafting one by one")
 
         def one(c: Any) -> Draft | BaseException:
             try:
-                return self.pipeline.triage(c)
+                return pipeline.triage(c)
             except Exception as exc:
                 return exc
 
         return list(pool.map(one, complaints))
 
-    def _process(self, job_id: str, claimed: Sequence[tuple[int, str]], worker: str, pool: ThreadPoolExecutor) -> None:
+    def _process(
+        self,
+        job_id: str,
+        claimed: Sequence[tuple[int, str]],
+        worker: str,
+        pool: ThreadPoolExecutor,
+        pipeline: TriagePipeline,
+    ) -> None:
         case_ids = [c for _, c in claimed]
         with self._sessions() as s:
             rows = {r.id: r for r in s.scalars(select(CaseRow).where(CaseRow.id.in_(case_ids)))}
         drafts = dict(
-            zip(case_ids, self._draft_all([queries.complaint_of(rows[c]) for c in case_ids], pool), strict=True)
+            zip(
+                case_ids,
+                self._draft_all([queries.complaint_of(rows[c]) for c in case_ids], pool, pipeline),
+                strict=True,
+            )
         )
         actor = f"job:{job_id}"
         with self._sessions.begin() as s:
@@ -402,3 +435,33 @@ class JobService:
                 item.prompt_tokens, item.completion_tokens = result.tokens.prompt, result.tokens.completion
                 item.cost = self._cost(result.tokens.prompt, result.tokens.completion)
                 item.state, item.error, item.finished_at = "done", None, now
+
+
+class JobRunner:
+    """Works jobs started through the API on background threads of the API process.
+
+    On shutdown the threads stop after their current chunk; unfinished items stay claimable, so
+    `triage retriage --resume JOB` (or any worker) finishes the job.
+    """
+
+    def __init__(self, jobs: JobService, *, concurrency: int = 4) -> None:
+        self.jobs = jobs
+        self.concurrency = concurrency
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self, job_id: str) -> None:
+        thread = threading.Thread(target=self._work, args=(job_id,), name=f"job-{job_id[:8]}", daemon=True)
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+
+    def _work(self, job_id: str) -> None:
+        try:
+            self.jobs.work(job_id, concurrency=self.concurrency, stop=self._stop)
+        except Exception:
+            log.exception("job %s stopped with an error; resume it with `triage retriage --resume %s`", job_id, job_id)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout)

@@ -1,0 +1,304 @@
+"""Batch re-triage jobs: filters, dry run, decided cases, crash and resume, many workers, LLM limits."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from tests.conftest import complaint, fresh_postgres_database, llm_settings
+from tests.fakes.openai_server import ScriptedOpenAI, Step
+from tests.test_llm_drafter import GOOD
+from triage.cases.models import NewUser
+from triage.cases.service import CaseService
+from triage.cli import cli
+from triage.jobs.models import JobFilters, NewJob
+from triage.jobs.ratelimit import RateLimiter
+from triage.jobs.service import JobService
+from triage.pipeline import TriagePipeline
+from triage.settings import Settings
+from triage.workspace import Workspace
+
+TEXTS = [
+    "社保卡丢了补办要等二十多天，还要再跑银行激活",
+    "港澳通行证预约一个星期都约不到号",
+    "租房提取公积金被退回三次说合同没有备案",
+    "异地就医备案了住院还是不能直接结算",
+    "营业执照地址变更了税务登记没有同步",
+    "小区电梯停了两个月物业不修",
+]
+
+
+@dataclass
+class Backlog:
+    settings: Settings
+    env: dict[str, str]
+    case_ids: list[str]
+    engine: sa.Engine
+
+    def cli(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "triage", *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def jobs(self, settings: Settings | None = None) -> tuple[Workspace, JobService]:
+        settings = settings or self.settings
+        ws = Workspace.open(settings)
+        return ws, JobService.for_workspace(settings, ws)
+
+
+def _seed(settings: Settings, n: int) -> list[str]:
+    with Workspace.open(settings) as ws:
+        service = CaseService(ws.store.engine, TriagePipeline.from_settings(settings, ws))
+        user = service.users.add(NewUser(name="seeder", role="admin"), valid_departments=ws.kb.department_names).user
+        ids: list[str] = []
+        for start in range(0, n, 1000):
+            texts = [f"{TEXTS[i % len(TEXTS)]}（编号{i}）" for i in range(start, min(n, start + 1000))]
+            receipt = service.ingest_batch([complaint(t, channel="12345") for t in texts], user=user)
+            for j in range(0, len(receipt.case_ids), 256):
+                service.draft_cases(receipt.case_ids[j : j + 256], actor="triage")
+            ids += receipt.case_ids
+        return ids
+
+
+def _backlog(builtin_dir: Path, root: Path, url: str, n: int) -> Backlog:
+    data_dir = root / "ws"
+    shutil.copytree(builtin_dir, data_dir)
+    settings = Settings(data_dir=data_dir, database_url=url, job_lease_s=2.0)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")},
+        "TRIAGE_DATA_DIR": str(data_dir),
+        "TRIAGE_DATABASE_URL": url,
+        "TRIAGE_JOB_LEASE_S": "2",
+    }
+    return Backlog(settings, env, _seed(settings, n), sa.create_engine(url))
+
+
+@pytest.fixture
+def small_backlog(builtin_dir: Path, tmp_path: Path) -> Iterator[Backlog]:
+    """24 drafted cases in a SQLite database."""
+    backlog = _backlog(builtin_dir, tmp_path, f"sqlite:///{tmp_path / 'cases.db'}", 24)
+    yield backlog
+    backlog.engine.dispose()
+
+
+@pytest.fixture
+def pg_backlog(builtin_dir: Path, tmp_path: Path) -> Iterator[Backlog]:
+    """1,200 drafted cases in a fresh PostgreSQL database."""
+    with fresh_postgres_database() as url:
+        backlog = _backlog(builtin_dir, tmp_path, url, 1200)
+        yield backlog
+        backlog.engine.dispose()
+
+
+def _run(backlog: Backlog, *args: str) -> tuple[int, str, str]:
+    env = {**backlog.env, "TIKTOKEN_CACHE_DIR": os.environ.get("TIKTOKEN_CACHE_DIR", "")}
+    result = CliRunner(env=env).invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _job_drafts(backlog: Backlog, job_id: str) -> dict[str, int]:
+    with backlog.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT case_id, count(*) FROM drafts WHERE created_by = :actor GROUP BY case_id"),
+            {"actor": f"job:{job_id}"},
+        ).all()
+    return {str(c): int(n) for c, n in rows}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--department", "市魔法局"], "valid departments: 市公安局"),
+        (["--channel", "微博"], "valid: 好差评, 12345"),
+        (["--typical-problem", "TP-NOPE"], "valid: TP-"),
+        ([], "choose the cases"),
+    ],
+)
+def test_unknown_filter_values_are_refused_before_any_work(
+    small_backlog: Backlog, args: list[str], message: str
+) -> None:
+    code, _, err = _run(small_backlog, "retriage", *args)
+    assert code == 2 and message in err
+    with small_backlog.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM jobs")).scalar_one() == 0
+
+
+def test_ids_file_with_unknown_ids_is_refused(small_backlog: Backlog, tmp_path: Path) -> None:
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join([*small_backlog.case_ids[:2], "no-such-case"]), encoding="utf-8")
+    code, _, err = _run(small_backlog, "retriage", "--ids", str(ids))
+    assert code == 2 and "no such case: no-such-case" in err
+
+
+def test_dry_run_counts_and_estimates_without_calling_the_llm(
+    small_backlog: Backlog, llm_server: ScriptedOpenAI
+) -> None:
+    small_backlog.env.update(
+        {
+            "TRIAGE_LLM_MODEL": "scripted-model",
+            "TRIAGE_LLM_BASE_URL": llm_server.base_url,
+            "TRIAGE_LLM_API_KEY": "sk-test",
+            "TRIAGE_LLM_PRICE_INPUT_PER_1K": "0.002",
+            "TRIAGE_LLM_PRICE_OUTPUT_PER_1K": "0.008",
+        }
+    )
+    code, out, _ = _run(small_backlog, "retriage", "--undecided", "--dry-run")
+    assert code == 0
+    estimate = json.loads(out)
+    assert estimate["cases"] == estimate["to_retriage"] == 24 and estimate["drafter"] == "llm:scripted-model"
+    assert estimate["complaint_tokens"] > 24 * 10 and estimate["estimated_prompt_tokens"] > estimate["complaint_tokens"]
+    expected = (
+        estimate["estimated_prompt_tokens"] / 1000 * 0.002 + estimate["estimated_completion_tokens"] / 1000 * 0.008
+    )
+    assert estimate["estimated_cost"] == pytest.approx(expected, abs=1e-4)
+    assert llm_server.chat_requests() == []
+    with small_backlog.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM jobs")).scalar_one() == 0
+
+
+def test_decided_cases_are_skipped_unless_included_and_keep_their_decision(small_backlog: Backlog) -> None:
+    ws, jobs = small_backlog.jobs()
+    with ws:
+        cases = CaseService(ws.store.engine, jobs.pipeline)
+        admin = cases.users.add(NewUser(name="boss", role="admin"), valid_departments=ws.kb.department_names).user
+        decided = cases.get(small_backlog.case_ids[0], user=admin)
+        approved = cases.approve(decided.id, user=admin, version=decided.version)
+        skipped = jobs.work(jobs.create(NewJob(filters=JobFilters(status=["approved"])), actor="t").id)
+        assert (skipped.skipped, skipped.done) == (1, 0) and "approved" in next(iter(skipped.skipped_reasons))
+        included = jobs.work(
+            jobs.create(NewJob(filters=JobFilters(status=["approved"]), include_decided=True), actor="t").id
+        )
+        assert included.done == 1
+        after = cases.get(decided.id, user=admin)
+        assert after.status == "approved" and after.department == approved.department
+        assert after.decisions == approved.decisions and [d.number for d in after.drafts] == [1, 2]
+
+
+def test_sigkill_mid_run_then_resume_ends_every_item_done_exactly_once(pg_backlog: Backlog) -> None:
+    ws, jobs = pg_backlog.jobs()
+    with ws:
+        job = jobs.create(NewJob(filters=JobFilters(undecided=True)), actor="test")
+    assert job.total == 1200
+    worker = pg_backlog.cli("retriage", "--resume", job.id, "--chunk", "16")
+    deadline = time.monotonic() + 120
+    while True:  # kill it somewhere in the middle, mid-chunk as likely as not
+        with pg_backlog.engine.connect() as conn:
+            done = conn.execute(
+                sa.text("SELECT count(*) FROM job_items WHERE job_id = :j AND state = 'done'"), {"j": job.id}
+            ).scalar_one()
+        if done >= 150 or worker.poll() is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert worker.poll() is None, f"the worker finished before it could be killed: {worker.communicate()}"
+    worker.send_signal(signal.SIGKILL)
+    worker.communicate()  # reaps it and closes its pipes
+    with pg_backlog.engine.connect() as conn:
+        states = dict(
+            conn.execute(
+                sa.text("SELECT state, count(*) FROM job_items WHERE job_id = :j GROUP BY state"), {"j": job.id}
+            ).all()
+        )
+    assert 0 < states.get("done", 0) < 1200, states
+    resumed = pg_backlog.cli("retriage", "--resume", job.id)
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert "1200 done, 0 failed, 0 skipped of 1200" in out
+    drafts = _job_drafts(pg_backlog, job.id)
+    assert len(drafts) == 1200 and set(drafts.values()) == {1}  # every case exactly one new draft version
+    with pg_backlog.engine.connect() as conn:
+        audit = conn.execute(
+            sa.text("SELECT count(*) FROM audit_events WHERE actor = :a AND action = 'retriage'"),
+            {"a": f"job:{job.id}"},
+        ).scalar_one()
+    assert audit == 1200
+
+
+def test_three_workers_share_one_job_without_doing_an_item_twice(pg_backlog: Backlog) -> None:
+    ws, jobs = pg_backlog.jobs()
+    with ws:
+        job = jobs.create(NewJob(filters=JobFilters(undecided=True)), actor="test")
+    workers = [pg_backlog.cli("retriage", "--resume", job.id, "--chunk", "8") for _ in range(3)]
+    results = [w.communicate(timeout=300) for w in workers]
+    assert all(w.returncode == 0 for w in workers), [r[1][-500:] for r in results]
+    drafts = _job_drafts(pg_backlog, job.id)
+    assert len(drafts) == 1200 and set(drafts.values()) == {1}
+    with pg_backlog.engine.connect() as conn:
+        per_worker = dict(
+            conn.execute(
+                sa.text("SELECT worker, count(*) FROM job_items WHERE job_id = :j GROUP BY worker"), {"j": job.id}
+            ).all()
+        )
+    assert sum(per_worker.values()) == 1200 and len(per_worker) >= 2, per_worker
+
+
+def test_llm_job_runs_concurrently_and_falls_back_per_item(small_backlog: Backlog) -> None:
+    server = ScriptedOpenAI(latency_s=0.3, default=Step.answer(GOOD)).start()
+    try:
+        settings = llm_settings(
+            small_backlog.settings.data_dir,
+            server,
+            database_url=small_backlog.settings.database_url,
+            llm_price_input_per_1k=0.001,
+            llm_max_retries=0,
+        )
+        ws, jobs = small_backlog.jobs(settings)
+        with ws:
+            job = jobs.create(NewJob(filters=JobFilters(undecided=True)), actor="t")
+            started = time.monotonic()
+            summary = jobs.work(job.id, concurrency=8, rpm=1000, tpm=10_000_000)
+            elapsed = time.monotonic() - started
+            assert summary.done == 24 and summary.failed == 0
+            assert server.max_in_flight >= 4  # drafts overlapped
+            assert elapsed < 24 * 0.3 / 2  # well under one call at a time
+            assert summary.prompt_tokens > 0 and summary.cost == pytest.approx(
+                summary.prompt_tokens / 1000 * 0.001, rel=1e-3
+            )
+            server.default = Step.error(500)  # the endpoint goes down: each item falls back to the offline drafter
+            down = jobs.work(jobs.create(NewJob(filters=JobFilters(undecided=True)), actor="t").id, concurrency=4)
+            assert down.done == 24 and down.failed == 0
+            detail = CaseService(ws.store.engine, jobs.pipeline)
+            admin = detail.users.add(NewUser(name="a", role="admin"), valid_departments=ws.kb.department_names).user
+            draft = detail.get(small_backlog.case_ids[0], user=admin).draft
+            assert draft is not None and draft.drafted_by == "offline" and draft.fallback_reason
+    finally:
+        server.stop()
+
+
+def test_rate_limiter_holds_requests_and_tokens_per_minute() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        now[0] += s
+
+    limiter = RateLimiter(rpm=3, tpm=1000, clock=lambda: now[0], sleep=sleep)
+    for _ in range(3):
+        limiter.acquire(100)
+    assert slept == []
+    limiter.acquire(100)  # the fourth request in a minute waits for the first to leave the window
+    assert now[0] == pytest.approx(60.0)
+    tokens = RateLimiter(rpm=None, tpm=1000, clock=lambda: now[0], sleep=sleep)
+    entry = tokens.acquire(900)
+    tokens.settle(entry, 300)  # it used less than estimated: the budget frees up at once
+    before = now[0]
+    tokens.acquire(600)
+    assert now[0] == before
+    tokens.acquire(200)  # 900 in the window + 200 > 1000: waits a minute
+    assert now[0] == pytest.approx(before + 60.0)
