@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup run demo test lint bench bench-api eval-own eval-teddy rubric clean
+.PHONY: setup run demo test lint bench bench-api bench-retriage eval-own eval-teddy rubric clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ bench: setup
 ## Review API under load (needs PostgreSQL at 127.0.0.1:5432).
 bench-api: setup
 	$(BIN)/python benchmarks/bench_api.py
+
+## Batch re-triage of 10,000 cases, offline and against a 300 ms scripted LLM (needs PostgreSQL).
+bench-retriage: setup
+	$(BIN)/python benchmarks/bench_retriage.py
 
 ## Own labelled set: knowledge base only, then with its history split imported.
 eval-own: setup

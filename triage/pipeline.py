@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from triage.drafting import (
@@ -309,8 +309,11 @@ class TriagePipeline:
     def triage(self, complaint: Complaint) -> Draft:
         return self.triage_many([complaint])[0]
 
-    def triage_many(self, complaints: Sequence[Complaint], *, exclude: Exclusions | None = None) -> list[Draft]:
-        """Drafts for complaints in order; retrieval and routing are batched."""
+    def triage_many(
+        self, complaints: Sequence[Complaint], *, exclude: Exclusions | None = None, pool: Executor | None = None
+    ) -> list[Draft]:
+        """Drafts for complaints in order; retrieval and routing are batched. With an LLM drafter and a
+        `pool`, the drafts (one LLM call each) run concurrently on it."""
         if not complaints:
             return []
         exclude = exclude or Exclusions()
@@ -327,9 +330,11 @@ class TriagePipeline:
         x = model.sparse(texts)
         problem_hits, case_hits, degraded = self._retrieve(texts, x, exclude)
         routes = router.route(x, model.dense_from_sparse(x), case_hits, problem_hits)
-        drafts = []
+        jobs = []
         for i, (prep, route, ph, ch) in enumerate(zip(preps, routes, problem_hits, case_hits, strict=True)):
             if degraded:
                 prep.warnings.append(degraded)
-            drafts.append(self._draft_one(prep, route, x[i], ph, ch))
-        return drafts
+            jobs.append((prep, route, x[i], ph, ch))
+        if pool is not None and self.llm is not None and len(jobs) > 1:
+            return list(pool.map(lambda job: self._draft_one(*job), jobs))
+        return [self._draft_one(*job) for job in jobs]

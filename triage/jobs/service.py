@@ -363,11 +363,11 @@ class JobService:
     def _draft_all(
         complaints: list[Any], pool: ThreadPoolExecutor, pipeline: TriagePipeline
     ) -> list[Draft | BaseException]:
-        if pipeline.llm is None:  # offline: one batched call is several times faster than one each
-            try:
-                return list(pipeline.triage_many(complaints))
-            except Exception:
-                log.exception("batched drafting failed; drafting one by one")
+        # Retrieval and routing batched for the chunk; LLM drafts concurrently on the pool.
+        try:
+            return list(pipeline.triage_many(complaints, pool=pool))
+        except Exception:
+            log.exception("drafting the chunk failed; drafting one by one to find the failing items")
 
         def one(c: Any) -> Draft | BaseException:
             try:
