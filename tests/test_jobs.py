@@ -302,3 +302,41 @@ def test_rate_limiter_holds_requests_and_tokens_per_minute() -> None:
     assert now[0] == before
     tokens.acquire(200)  # 900 in the window + 200 > 1000: waits a minute
     assert now[0] == pytest.approx(before + 60.0)
+
+
+class _BrokenFor(TriagePipeline):
+    """The real pipeline, except that drafting a complaint containing `marker` raises."""
+
+    marker = "（编号3）"
+
+    def triage_many(self, complaints, **kwargs):  # type: ignore[no-untyped-def]
+        if any(self.marker in c.text for c in complaints):
+            raise RuntimeError("model server rejected the request")
+        return super().triage_many(complaints, **kwargs)
+
+
+def test_an_item_failing_three_times_is_failed_and_the_job_goes_on(small_backlog: Backlog) -> None:
+    settings = small_backlog.settings
+    with Workspace.open(settings) as ws:
+        jobs = JobService.for_workspace(settings, ws, _BrokenFor(ws, tokens=None))
+        job = jobs.create(NewJob(filters=JobFilters(undecided=True)), actor="t")
+        summary = jobs.work(job.id, chunk=8)
+    assert (summary.done, summary.failed, summary.status) == (23, 1, "done")
+    ((case_id, error),) = summary.errors.items()
+    assert "RuntimeError: model server rejected the request" in error
+    with small_backlog.engine.connect() as conn:
+        attempts = conn.execute(
+            sa.text("SELECT attempts FROM job_items WHERE job_id = :j AND case_id = :c"), {"j": job.id, "c": case_id}
+        ).scalar_one()
+    assert attempts == 3
+
+
+def test_cancelling_skips_what_is_pending(small_backlog: Backlog) -> None:
+    ws, jobs = small_backlog.jobs()
+    with ws:
+        job = jobs.create(NewJob(filters=JobFilters(undecided=True)), actor="t")
+        cancelled = jobs.cancel(job.id)
+        assert cancelled.status == "cancelled" and cancelled.skipped == 24
+        summary = jobs.work(job.id)
+    assert summary.done == 0 and summary.skipped_reasons == {"job cancelled": 24}
+    assert _job_drafts(small_backlog, job.id) == {}
