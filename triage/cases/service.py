@@ -37,7 +37,8 @@ from triage.cases.models import (
     QueueStats,
     User,
 )
-from triage.cases.rows import AuditRow, BatchRow, CaseRow, DecisionRow, DraftRow, to_utc, utcnow
+from triage.cases.records import add_draft, audit, diff, snapshot
+from triage.cases.rows import BatchRow, CaseRow, DecisionRow, DraftRow, to_utc, utcnow
 from triage.cases.states import ACTION_ROLES, INGEST_ROLES, TRANSITIONS, Action, CaseStatus, Role, allowed_actions
 from triage.cases.users import UserDirectory
 from triage.errors import (
@@ -57,48 +58,8 @@ from triage.store import PastCaseRow
 
 log = logging.getLogger(__name__)
 SYSTEM = "triage"  # the actor of automatic drafts
-TRACKED = ("status", "department", "assigned_by", "typical_problem_id", "confidence", "draft_no", "draft_error")
 DRAFT_FIELDS = ("department", "typical_problem_id", "root_cause", "reply")
 RETRY_QUEUED_AFTER = timedelta(seconds=60)  # a single ingest drafts in-request; only stragglers are swept
-
-
-def _snapshot(row: CaseRow) -> dict[str, Any]:
-    return {f: getattr(row, f) for f in TRACKED}
-
-
-def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    return {k: [before.get(k), v] for k, v in after.items() if before.get(k) != v}
-
-
-UNDECIDED = frozenset({CaseStatus.NEW, CaseStatus.DRAFTED, CaseStatus.REASSIGNED})
-
-
-def add_draft(s: Session, row: CaseRow, draft: Draft, *, actor: str, action: str, keep_decision: bool = False) -> None:
-    """Store `draft` as the case's next version, in the caller's transaction.
-
-    It becomes the working draft: status drafted; department (unless a person chose it), typical
-    problem and confidence follow it. With `keep_decision` (batch jobs) an approved, rejected or
-    closed case keeps its state, department and decision, and the new version sits beside them.
-    """
-    before = _snapshot(row)
-    number = row.draft_no + 1
-    s.add(DraftRow(case_id=row.id, number=number, created_by=actor, body=draft.model_dump(mode="json")))
-    row.draft_no = number
-    if not keep_decision or CaseStatus(row.status) in UNDECIDED:
-        row.status = CaseStatus.DRAFTED.value
-        if row.assigned_by is None:  # a person's choice of department outlives re-drafting
-            row.department = draft.department
-        row.typical_problem_id = draft.typical_problem.id if draft.typical_problem else None
-        row.confidence = draft.confidence
-        row.draft_error = None
-    row.updated_at = utcnow()
-    s.flush()
-    audit(s, row, actor=actor, action=action, changes=_diff(before, _snapshot(row)))
-
-
-def audit(s: Session, row: CaseRow, *, actor: str, action: str, changes: dict[str, Any]) -> None:
-    """Append an audit event; `version` is the case's version after the action."""
-    s.add(AuditRow(case_id=row.id, actor=actor, action=action, changes=changes | {"version": row.version}))
 
 
 class CaseService:
@@ -366,11 +327,11 @@ class CaseService:
                 row = s.get(CaseRow, case_id)
                 if row is None or row.version != version:
                     return
-                before = _snapshot(row)
+                before = snapshot(row)
                 row.draft_error = reason[:2000]
                 row.updated_at = utcnow()
                 s.flush()
-                audit(s, row, actor=SYSTEM, action="draft_failed", changes=_diff(before, _snapshot(row)))
+                audit(s, row, actor=SYSTEM, action="draft_failed", changes=diff(before, snapshot(row)))
         except (StaleDataError, StoreError):
             log.warning("could not record the drafting failure of case %s", case_id)
 
@@ -513,14 +474,14 @@ class CaseService:
             with self._write() as s:
                 row = queries.visible_row(s, case_id, user)
                 self._check(row, user, action, version)
-                before = _snapshot(row)
+                before = snapshot(row)
                 with s.no_autoflush:  # one UPDATE, so one version step per action
                     decision, extra = apply(s, row)
                     row.status = TRANSITIONS[CaseStatus(row.status)][action].value
                     row.updated_at = utcnow()
                     s.add(decision)
                 s.flush()  # UPDATE ... WHERE version = :read; no row -> StaleDataError
-                audit(s, row, actor=user.name, action=action.value, changes=_diff(before, _snapshot(row)) | extra)
+                audit(s, row, actor=user.name, action=action.value, changes=diff(before, snapshot(row)) | extra)
                 return queries.detail(s, row, user)
         except StaleDataError as exc:
             raise StaleVersionError(version, self.get(case_id, user=user)) from exc

@@ -27,8 +27,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from prompts import load as load_prompt
 from triage.cases import queries
+from triage.cases.records import UNDECIDED, add_draft
 from triage.cases.rows import CaseRow, to_utc, utcnow
-from triage.cases.service import UNDECIDED, add_draft
 from triage.cases.states import CaseStatus
 from triage.errors import InputError, NotFoundError, StoreError, UnknownDepartmentError
 from triage.jobs.models import Estimate, JobFilters, JobProgress, JobSummary, NewJob

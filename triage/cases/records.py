@@ -1,0 +1,52 @@
+"""What every change to a case writes besides the case: draft versions and audit events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from triage.cases.rows import AuditRow, CaseRow, DraftRow, utcnow
+from triage.cases.states import CaseStatus
+from triage.models import Draft
+
+TRACKED = ("status", "department", "assigned_by", "typical_problem_id", "confidence", "draft_no", "draft_error")
+
+
+def snapshot(row: CaseRow) -> dict[str, Any]:
+    return {f: getattr(row, f) for f in TRACKED}
+
+
+def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    return {k: [before.get(k), v] for k, v in after.items() if before.get(k) != v}
+
+
+UNDECIDED = frozenset({CaseStatus.NEW, CaseStatus.DRAFTED, CaseStatus.REASSIGNED})
+
+
+def add_draft(s: Session, row: CaseRow, draft: Draft, *, actor: str, action: str, keep_decision: bool = False) -> None:
+    """Store `draft` as the case's next version, in the caller's transaction.
+
+    It becomes the working draft: status drafted; department (unless a person chose it), typical
+    problem and confidence follow it. With `keep_decision` (batch jobs) an approved, rejected or
+    closed case keeps its state, department and decision, and the new version sits beside them.
+    """
+    before = snapshot(row)
+    number = row.draft_no + 1
+    s.add(DraftRow(case_id=row.id, number=number, created_by=actor, body=draft.model_dump(mode="json")))
+    row.draft_no = number
+    if not keep_decision or CaseStatus(row.status) in UNDECIDED:
+        row.status = CaseStatus.DRAFTED.value
+        if row.assigned_by is None:  # a person's choice of department outlives re-drafting
+            row.department = draft.department
+        row.typical_problem_id = draft.typical_problem.id if draft.typical_problem else None
+        row.confidence = draft.confidence
+        row.draft_error = None
+    row.updated_at = utcnow()
+    s.flush()
+    audit(s, row, actor=actor, action=action, changes=diff(before, snapshot(row)))
+
+
+def audit(s: Session, row: CaseRow, *, actor: str, action: str, changes: dict[str, Any]) -> None:
+    """Append an audit event; `version` is the case's version after the action."""
+    s.add(AuditRow(case_id=row.id, actor=actor, action=action, changes=changes | {"version": row.version}))
