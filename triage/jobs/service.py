@@ -303,21 +303,31 @@ class JobService:
             limited = RateLimitedDrafter(pipeline.llm, RateLimiter(rpm, tpm), pipeline.tokens)
             pipeline = TriagePipeline(pipeline.ws, llm=limited, tokens=pipeline.tokens)
         size = max(chunk, concurrency) if pipeline.llm is not None else chunk
+        failures = 0
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="retriage") as pool:
             while not (stop and stop.is_set()):
-                with self._sessions() as s:
-                    job = self._job(s, job_id)
-                    if job.status != "running":
+                try:
+                    with self._sessions() as s:
+                        if self._job(s, job_id).status != "running":
+                            break
+                    claimed = self._claim(job_id, worker, size)
+                    if claimed:
+                        self._process(job_id, claimed, worker, pool, pipeline)
+                    elif self._finish_if_complete(job_id):
                         break
-                claimed = self._claim(job_id, worker, size)
-                if claimed:
-                    self._process(job_id, claimed, worker, pool, pipeline)
-                elif self._finish_if_complete(job_id):
-                    break
-                else:  # items leased by other workers: wait for them to finish or their leases to lapse
-                    time.sleep(min(1.0, self.lease.total_seconds()))
-                if progress is not None:
-                    progress(self.progress(job_id))
+                    else:  # items leased by other workers: wait for them to finish or their leases to lapse
+                        time.sleep(min(1.0, self.lease.total_seconds()))
+                    if progress is not None:
+                        progress(self.progress(job_id))
+                    failures = 0
+                except SQLAlchemyError as exc:
+                    # A database hiccup (a restart, SQLite's busy writer): the chunk was rolled back whole
+                    # and its items return to the queue when their lease lapses. Give up after a few in a row.
+                    failures += 1
+                    if failures >= 5:
+                        raise StoreError(f"database unavailable: {type(exc).__name__}: {exc}") from exc
+                    log.warning("database error while working job %s, retrying: %s", job_id, exc)
+                    time.sleep(min(5.0, self.lease.total_seconds()))
         return self.summary(job_id)
 
     def _claim(self, job_id: str, worker: str, n: int) -> list[tuple[int, str]]:
