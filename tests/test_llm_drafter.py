@@ -53,6 +53,21 @@ def test_good_structured_answer_becomes_the_draft(pipeline_for, llm_server: Scri
     assert "<complaint>" in user and "TP-YB-001" in user  # grounded with retrieved typical problems
 
 
+def test_json_in_a_code_fence_is_accepted_without_a_repair_round(pipeline_for, llm_server: ScriptedOpenAI) -> None:  # type: ignore[no-untyped-def]
+    fenced = "```json\n" + json.dumps(GOOD, ensure_ascii=False) + "\n```"
+    llm_server.script.append(Step.answer(fenced))
+    draft = pipeline_for().triage(YIDI)
+    assert draft.drafted_by == "llm:scripted-model" and draft.reply == GOOD["reply"]
+    assert len(llm_server.chat_requests()) == 1
+
+
+def test_json_schema_method_still_parses_through_langchain(pipeline_for, llm_server: ScriptedOpenAI) -> None:  # type: ignore[no-untyped-def]
+    llm_server.script.append(Step.answer(GOOD))
+    draft = pipeline_for(llm_structured_method="json_schema").triage(YIDI)
+    assert draft.drafted_by == "llm:scripted-model" and draft.department == "市医保局"
+    assert llm_server.chat_requests()[0]["response_format"]["type"] == "json_schema"
+
+
 @pytest.mark.parametrize(
     "first",
     [

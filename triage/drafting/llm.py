@@ -63,7 +63,24 @@ class LLMDrafter:
             max_retries=max_retries,
             temperature=temperature,
         )
+        # json_mode (the default) asks for a JSON object and parses it here: LangChain's structured-output
+        # chain would rebuild the output model's JSON schema for its tracing metadata on every call, a
+        # sixth of a re-triage worker's CPU at high concurrency. The other methods need LangChain's
+        # schema plumbing.
+        self._json = chat.bind(response_format={"type": "json_object"}) if method == "json_mode" else None
         self._chain = chat.with_structured_output(LLMDraftOutput, method=method, include_raw=True)
+
+    def _invoke(self, messages: list[BaseMessage]) -> dict[str, Any]:
+        """{"raw": AIMessage, "parsed": LLMDraftOutput | dict | None, "parsing_error": exception | None}."""
+        if self._json is None:
+            result: dict[str, Any] = self._chain.invoke(messages)
+            return result
+        raw = self._json.invoke(messages)
+        content = raw.content if isinstance(raw.content, str) else str(raw.content)
+        try:
+            return {"raw": raw, "parsed": LLMDraftOutput.model_validate_json(_unfence(content)), "parsing_error": None}
+        except ValidationError as exc:
+            return {"raw": raw, "parsed": None, "parsing_error": exc}
 
     def messages(self, ctx: DraftContext) -> list[BaseMessage]:
         """The prompt for one complaint: system rules, then knowledge and the fenced complaint."""
@@ -113,7 +130,7 @@ class LLMDrafter:
         for attempt in range(2):
             prompt_tokens = sum(self.tokens.count(str(m.content)) for m in messages)
             try:
-                result: dict[str, Any] = self._chain.invoke(messages)
+                result = self._invoke(messages)
             except Exception as exc:  # openai transport errors after the client's own retries
                 raise DraftingError(f"llm request failed: {type(exc).__name__}: {_short(exc)}") from exc
             raw = result.get("raw")
@@ -147,6 +164,15 @@ class LLMDrafter:
                 confidence=out.confidence,
             )
         raise DraftingError(f"llm answer invalid after retry: {last_error}")
+
+
+def _unfence(text: str) -> str:
+    """The JSON inside a ```json fence, as some models wrap it; the text itself otherwise."""
+    stripped = text.strip()
+    if stripped.startswith("```"):
+        stripped = stripped.split("\n", 1)[1] if "\n" in stripped else stripped[3:]
+        stripped = stripped.rsplit("```", 1)[0]
+    return stripped.strip()
 
 
 def _add_usage(usage: TokenUsage, raw: object, counted_prompt: int) -> TokenUsage:
