@@ -9,6 +9,7 @@ DraftingError into an offline draft with the reason recorded.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
@@ -82,6 +83,9 @@ class LLMDrafter:
         except ValidationError as exc:
             return {"raw": raw, "parsed": None, "parsing_error": exc}
 
+    def _prompt_counter(self, messages: list[BaseMessage]) -> Callable[[], int]:
+        return lambda: sum(self.tokens.count(str(m.content)) for m in messages)
+
     def messages(self, ctx: DraftContext) -> list[BaseMessage]:
         """The prompt for one complaint: system rules, then knowledge and the fenced complaint."""
         candidates = "\n".join(f"- {s.department}（得分 {s.score:.2f}）" for s in ctx.top_departments)
@@ -128,13 +132,12 @@ class LLMDrafter:
         usage = TokenUsage(estimated=self.tokens.estimated)
         last_error = ""
         for attempt in range(2):
-            prompt_tokens = sum(self.tokens.count(str(m.content)) for m in messages)
             try:
                 result = self._invoke(messages)
             except Exception as exc:  # openai transport errors after the client's own retries
                 raise DraftingError(f"llm request failed: {type(exc).__name__}: {_short(exc)}") from exc
             raw = result.get("raw")
-            usage = _add_usage(usage, raw, prompt_tokens)
+            usage = _add_usage(usage, raw, self._prompt_counter(messages))
             error = result.get("parsing_error")
             parsed = result.get("parsed")
             try:
@@ -175,9 +178,10 @@ def _unfence(text: str) -> str:
     return stripped.strip()
 
 
-def _add_usage(usage: TokenUsage, raw: object, counted_prompt: int) -> TokenUsage:
+def _add_usage(usage: TokenUsage, raw: object, count_prompt: Callable[[], int]) -> TokenUsage:
+    """Add the endpoint's reported usage; count the prompt ourselves only when it reports none."""
     meta = getattr(raw, "usage_metadata", None) or {}
-    prompt = int(meta.get("input_tokens") or counted_prompt)
+    prompt = int(meta.get("input_tokens") or count_prompt())
     completion = int(meta.get("output_tokens") or 0)
     return usage.model_copy(update={"prompt": usage.prompt + prompt, "completion": usage.completion + completion})
 
