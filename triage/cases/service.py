@@ -1,8 +1,9 @@
 """The review service: ingest complaints, keep their drafts, and record caseworkers' decisions.
 
 Invariants:
-- A valid complaint is committed (status `new`) before anything that can fail runs; a drafting
-  failure leaves it `new` with `draft_error` saying why, and the background drafter retries queued ones.
+- A valid complaint is committed (status `new`) before anything that can fail runs. A drafting
+  failure leaves it `new` with `draft_error` saying why (re-triage drafts it again); a case whose
+  draft was never stored (the process or database went away) is picked up by the background drafter.
 - Each action is one transaction: the case update, the decision, the audit event (and, on approval,
   the past case) commit together or not at all.
 - Optimistic concurrency: the ORM writes a case with `... WHERE version = <the version read>`, so of
