@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.service = service
             app.state.drafter = BackgroundDrafter(service, threads=settings.api_draft_workers).start()
             app.state.jobs = JobService.for_workspace(settings, workspace, pipeline)
+            app.state.jobs.guard = service.models_read  # a knowledge-base rebuild waits for job drafting
             app.state.job_runner = JobRunner(app.state.jobs)
             try:
                 yield

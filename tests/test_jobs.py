@@ -340,3 +340,22 @@ def test_cancelling_skips_what_is_pending(small_backlog: Backlog) -> None:
         summary = jobs.work(job.id)
     assert summary.done == 0 and summary.skipped_reasons == {"job cancelled": 24}
     assert _job_drafts(small_backlog, job.id) == {}
+
+
+def test_an_item_whose_transaction_keeps_failing_fails_alone(small_backlog: Backlog) -> None:
+    """A chunk whose commit fails is retried item by item: the bad item fails after three attempts."""
+    bad = small_backlog.case_ids[5]
+
+    def refuse(conn: object, cursor: object, statement: str, parameters: object, *args: object) -> None:
+        if statement.startswith("INSERT INTO drafts") and bad in str(parameters):
+            raise sa.exc.OperationalError(statement, {}, RuntimeError("disk full"))
+
+    ws, jobs = small_backlog.jobs()
+    with ws:
+        sa.event.listen(ws.store.engine, "before_cursor_execute", refuse)
+        job = jobs.create(NewJob(filters=JobFilters(undecided=True)), actor="t")
+        summary = jobs.work(job.id, chunk=8)
+    assert (summary.done, summary.failed, summary.status) == (23, 1, "done")
+    assert list(summary.errors) == [bad] and "disk full" in summary.errors[bad]
+    drafts = _job_drafts(small_backlog, job.id)
+    assert len(drafts) == 23 and bad not in drafts and set(drafts.values()) == {1}

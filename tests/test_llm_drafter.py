@@ -53,11 +53,23 @@ def test_good_structured_answer_becomes_the_draft(pipeline_for, llm_server: Scri
     assert "<complaint>" in user and "TP-YB-001" in user  # grounded with retrieved typical problems
 
 
-def test_json_in_a_code_fence_is_accepted_without_a_repair_round(pipeline_for, llm_server: ScriptedOpenAI) -> None:  # type: ignore[no-untyped-def]
-    fenced = "```json\n" + json.dumps(GOOD, ensure_ascii=False) + "\n```"
-    llm_server.script.append(Step.answer(fenced))
+RAW_NEWLINE = json.dumps(GOOD, ensure_ascii=False).replace("该事项由市医保局负责，", "该事项由市医保局负责，\n")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "```json\n" + json.dumps(GOOD, ensure_ascii=False) + "\n```",
+        "好的，答复如下：```json " + json.dumps(GOOD, ensure_ascii=False) + "``` 以上。",
+        RAW_NEWLINE,  # a literal newline inside a string, as models write long Chinese replies
+    ],
+    ids=["fenced", "text-around-a-fence", "raw-newline"],
+)
+def test_lenient_json_is_accepted_without_a_repair_round(pipeline_for, llm_server: ScriptedOpenAI, answer: str) -> None:  # type: ignore[no-untyped-def]
+    llm_server.script.append(Step.answer(answer))
     draft = pipeline_for().triage(YIDI)
-    assert draft.drafted_by == "llm:scripted-model" and draft.reply == GOOD["reply"]
+    assert draft.drafted_by == "llm:scripted-model" and draft.fallback_reason is None
+    assert "市医保局负责" in draft.reply
     assert len(llm_server.chat_requests()) == 1
 
 

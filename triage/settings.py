@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     job_lease_s: float = Field(
         60.0, gt=0, description="Seconds a worker holds claimed items; a dead worker's items are reclaimed after this."
     )
+    job_rpm: int | None = Field(
+        None, ge=1, description="Default LLM requests per minute for a re-triage worker (API jobs use it)."
+    )
+    job_tpm: int | None = Field(None, ge=1, description="Default LLM tokens per minute for a re-triage worker.")
     llm_price_input_per_1k: float = Field(0.0, ge=0, description="Price per 1,000 prompt tokens, for cost estimates.")
     llm_price_output_per_1k: float = Field(
         0.0, ge=0, description="Price per 1,000 completion tokens, for cost estimates."

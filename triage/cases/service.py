@@ -16,7 +16,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -113,6 +113,10 @@ class CaseService:
         if canonical is None:
             raise UnknownDepartmentError(name, self.kb.department_names, field=field)
         return canonical
+
+    def models_read(self) -> AbstractContextManager[None]:
+        """Held while drafting: a knowledge-base rebuild through this process waits for it."""
+        return self._models.read()
 
     def _index_approved(self, cases: list[PastCase]) -> list[None]:
         with self._models.read():

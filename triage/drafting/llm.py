@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.utils.json import parse_json_markdown
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 
 import prompts
@@ -78,9 +79,10 @@ class LLMDrafter:
             return result
         raw = self._json.invoke(messages)
         content = raw.content if isinstance(raw.content, str) else str(raw.content)
-        try:
-            return {"raw": raw, "parsed": LLMDraftOutput.model_validate_json(_unfence(content)), "parsing_error": None}
-        except ValidationError as exc:
+        try:  # LangChain's lenient JSON reading: fences, text around the object, raw newlines in strings
+            data = parse_json_markdown(content)
+            return {"raw": raw, "parsed": LLMDraftOutput.model_validate(data), "parsing_error": None}
+        except (ValueError, ValidationError) as exc:  # json.JSONDecodeError is a ValueError
             return {"raw": raw, "parsed": None, "parsing_error": exc}
 
     def _prompt_counter(self, messages: list[BaseMessage]) -> Callable[[], int]:
@@ -167,15 +169,6 @@ class LLMDrafter:
                 confidence=out.confidence,
             )
         raise DraftingError(f"llm answer invalid after retry: {last_error}")
-
-
-def _unfence(text: str) -> str:
-    """The JSON inside a ```json fence, as some models wrap it; the text itself otherwise."""
-    stripped = text.strip()
-    if stripped.startswith("```"):
-        stripped = stripped.split("\n", 1)[1] if "\n" in stripped else stripped[3:]
-        stripped = stripped.rsplit("```", 1)[0]
-    return stripped.strip()
 
 
 def _add_usage(usage: TokenUsage, raw: object, count_prompt: Callable[[], int]) -> TokenUsage:

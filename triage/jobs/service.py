@@ -17,6 +17,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
 from typing import Any
 
@@ -57,12 +58,17 @@ class JobService:
         lease_s: float = 60.0,
         price_input_per_1k: float = 0.0,
         price_output_per_1k: float = 0.0,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        guard: Callable[[], AbstractContextManager[None]] = nullcontext,
     ) -> None:
         self.engine = engine
         self.pipeline = pipeline
         self.kb = pipeline.ws.kb
         self.lease = timedelta(seconds=lease_s)
         self.prices = (price_input_per_1k, price_output_per_1k)
+        self.limits = (rpm, tpm)  # defaults for work()
+        self.guard = guard  # held while drafting (the API passes its models' read lock)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self.sqlite = engine.dialect.name == "sqlite"
 
@@ -77,6 +83,8 @@ class JobService:
             lease_s=settings.job_lease_s,
             price_input_per_1k=settings.llm_price_input_per_1k,
             price_output_per_1k=settings.llm_price_output_per_1k,
+            rpm=settings.job_rpm,
+            tpm=settings.job_tpm,
         )
 
     # -- choosing cases --------------------------------------------------------------------
@@ -275,9 +283,10 @@ class JobService:
             if job.status == "running":
                 job.status = "cancelled"
                 job.finished_at = utcnow()
+                abandoned = and_(JobItemRow.state == "running", JobItemRow.lease_until < self._now())
                 s.execute(
                     update(JobItemRow)
-                    .where(JobItemRow.job_id == job_id, JobItemRow.state == "pending")
+                    .where(JobItemRow.job_id == job_id, or_(JobItemRow.state == "pending", abandoned))
                     .values(state="skipped", reason="job cancelled", finished_at=utcnow())
                     .execution_options(synchronize_session=False)
                 )
@@ -298,12 +307,16 @@ class JobService:
     ) -> JobSummary:
         """Work the job until no item is left (or it is cancelled, or `stop` is set); resumable."""
         worker = worker or f"worker-{uuid.uuid4().hex[:8]}"
+        rpm, tpm = rpm or self.limits[0], tpm or self.limits[1]
         pipeline = self.pipeline
         if pipeline.llm is not None and (rpm or tpm):  # a pipeline of its own: the limits are this job's
             limited = RateLimitedDrafter(pipeline.llm, RateLimiter(rpm, tpm), pipeline.tokens)
             pipeline = TriagePipeline(pipeline.ws, llm=limited, tokens=pipeline.tokens)
         size = max(chunk, concurrency) if pipeline.llm is not None else chunk
         failures = 0
+        beating = threading.Event()
+        heart = threading.Thread(target=self._heartbeat, args=(job_id, worker, beating), daemon=True)
+        heart.start()
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="retriage") as pool:
             while not (stop and stop.is_set()):
                 try:
@@ -312,7 +325,7 @@ class JobService:
                             break
                     claimed = self._claim(job_id, worker, size)
                     if claimed:
-                        self._process(job_id, claimed, worker, pool, pipeline)
+                        self._process_isolating(job_id, claimed, worker, pool, pipeline)
                     elif self._finish_if_complete(job_id):
                         break
                     else:  # items leased by other workers: wait for them to finish or their leases to lapse
@@ -328,15 +341,84 @@ class JobService:
                         raise StoreError(f"database unavailable: {type(exc).__name__}: {exc}") from exc
                     log.warning("database error while working job %s, retrying: %s", job_id, exc)
                     time.sleep(min(5.0, self.lease.total_seconds()))
+        beating.set()
+        heart.join()
         return self.summary(job_id)
 
+    def _heartbeat(self, job_id: str, worker: str, done: threading.Event) -> None:
+        """Extend this worker's leases while it lives, so a slow chunk (rate limits, a slow LLM) is not
+        taken over by another worker while still being drafted; a dead worker's leases lapse."""
+        while not done.wait(self.lease.total_seconds() / 3):
+            try:
+                with self._sessions.begin() as s:
+                    s.execute(
+                        update(JobItemRow)
+                        .where(JobItemRow.job_id == job_id, JobItemRow.worker == worker, JobItemRow.state == "running")
+                        .values(lease_until=self._now() + self.lease)
+                        .execution_options(synchronize_session=False)
+                    )
+            except SQLAlchemyError as exc:
+                log.warning("could not extend the leases of %s: %s", worker, exc)
+
+    def _now(self) -> Any:
+        """The database's clock on PostgreSQL (workers on several machines agree on leases); SQLite has
+        one worker, on this machine."""
+        return utcnow() if self.sqlite else func.now()
+
+    def _process_isolating(
+        self,
+        job_id: str,
+        claimed: Sequence[tuple[int, str]],
+        worker: str,
+        pool: ThreadPoolExecutor,
+        pipeline: TriagePipeline,
+    ) -> None:
+        """Process a chunk; if its transaction fails, process the items one by one, so one bad item
+        fails alone (after MAX_ATTEMPTS) instead of taking its chunk down with it."""
+        try:
+            self._process(job_id, claimed, worker, pool, pipeline)
+            return
+        except SQLAlchemyError as exc:
+            if len(claimed) == 1:
+                self._record_failure(claimed[0][0], worker, exc)
+                return
+            log.warning("chunk of %d failed (%s); retrying item by item", len(claimed), type(exc).__name__)
+        for item in claimed:
+            try:
+                self._process(job_id, [item], worker, pool, pipeline)
+            except SQLAlchemyError as exc:
+                self._record_failure(item[0], worker, exc)
+
+    def _record_failure(self, item_id: int, worker: str, exc: BaseException) -> None:
+        """An item whose transaction failed: back to pending, or failed after MAX_ATTEMPTS."""
+        with self._sessions.begin() as s:
+            item = s.get(JobItemRow, item_id, with_for_update=True)
+            if item is None or item.state != "running" or item.worker != worker:
+                return
+            item.error = f"{type(exc).__name__}: {exc}"[:2000]
+            item.state = _after_failure(item.attempts, self._job(s, item.job_id).status)
+            item.reason = "job cancelled" if item.state == "skipped" else None
+            item.finished_at = utcnow() if item.state != "pending" else None
+
     def _claim(self, job_id: str, worker: str, n: int) -> list[tuple[int, str]]:
-        now = utcnow()
+        now = self._now()
+        lapsed = and_(JobItemRow.state == "running", JobItemRow.lease_until < now)
+        with self._sessions.begin() as s:  # an item whose worker died MAX_ATTEMPTS times is not tried again
+            s.execute(
+                update(JobItemRow)
+                .where(JobItemRow.job_id == job_id, lapsed, JobItemRow.attempts >= MAX_ATTEMPTS)
+                .values(
+                    state="failed",
+                    error=func.coalesce(JobItemRow.error, "its worker stopped before finishing it, three times"),
+                    finished_at=utcnow(),
+                )
+                .execution_options(synchronize_session=False)
+            )
         claimable = (
             select(JobItemRow.id)
             .where(
                 JobItemRow.job_id == job_id,
-                or_(JobItemRow.state == "pending", and_(JobItemRow.state == "running", JobItemRow.lease_until < now)),
+                or_(JobItemRow.state == "pending", lapsed),
             )
             .order_by(JobItemRow.id)
             .limit(n)
@@ -398,13 +480,9 @@ class JobService:
         case_ids = [c for _, c in claimed]
         with self._sessions() as s:
             rows = {r.id: r for r in s.scalars(select(CaseRow).where(CaseRow.id.in_(case_ids)))}
-        drafts = dict(
-            zip(
-                case_ids,
-                self._draft_all([queries.complaint_of(rows[c]) for c in case_ids], pool, pipeline),
-                strict=True,
-            )
-        )
+        with self.guard():
+            drafted = self._draft_all([queries.complaint_of(rows[c]) for c in case_ids], pool, pipeline)
+        drafts = dict(zip(case_ids, drafted, strict=True))
         actor = f"job:{job_id}"
         with self._sessions.begin() as s:
             job = self._job(s, job_id)
@@ -417,10 +495,16 @@ class JobService:
                         JobItemRow.state == "running",
                         JobItemRow.worker == worker,
                     )
+                    .order_by(JobItemRow.id)  # one lock order everywhere: no deadlocks between workers
                     .with_for_update()
                 )
             }
-            cases = {c.id: c for c in s.scalars(select(CaseRow).where(CaseRow.id.in_(case_ids)).with_for_update())}
+            cases = {
+                c.id: c
+                for c in s.scalars(
+                    select(CaseRow).where(CaseRow.id.in_(case_ids)).order_by(CaseRow.id).with_for_update()
+                )
+            }
             now = utcnow()
             for item_id, case_id in claimed:
                 item = owned.get(item_id)
@@ -429,8 +513,9 @@ class JobService:
                 result, case = drafts[case_id], cases[case_id]
                 if isinstance(result, BaseException):
                     item.error = f"{type(result).__name__}: {result}"[:2000]
-                    item.state = "failed" if item.attempts >= MAX_ATTEMPTS else "pending"
-                    item.finished_at = now if item.state == "failed" else None
+                    item.state = _after_failure(item.attempts, job.status)
+                    item.reason = "job cancelled" if item.state == "skipped" else None
+                    item.finished_at = now if item.state != "pending" else None
                     continue
                 reason = self._skip_reason(case.status, job.include_decided)
                 if reason is not None:  # decided while the job ran
@@ -445,6 +530,13 @@ class JobService:
                 item.prompt_tokens, item.completion_tokens = result.tokens.prompt, result.tokens.completion
                 item.cost = self._cost(result.tokens.prompt, result.tokens.completion)
                 item.state, item.error, item.finished_at = "done", None, now
+
+
+def _after_failure(attempts: int, job_status: str) -> str:
+    """Where an item goes when drafting or committing it failed."""
+    if attempts >= MAX_ATTEMPTS:
+        return "failed"
+    return "pending" if job_status == "running" else "skipped"
 
 
 class JobRunner:
