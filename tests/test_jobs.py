@@ -359,3 +359,26 @@ def test_an_item_whose_transaction_keeps_failing_fails_alone(small_backlog: Back
     assert list(summary.errors) == [bad] and "disk full" in summary.errors[bad]
     drafts = _job_drafts(small_backlog, job.id)
     assert len(drafts) == 23 and bad not in drafts and set(drafts.values()) == {1}
+
+
+def test_a_worker_recovers_its_own_items_after_a_database_hiccup(small_backlog: Backlog) -> None:
+    """The chunk's commit, an item's retry and the recording of that failure all fail (the database
+    went away mid-chunk); the worker claims its orphaned items again and every item ends done once."""
+    failures = {"left": 3}
+
+    def hiccup(conn: object, cursor: object, statement: str, *args: object) -> None:
+        writes_draft = statement.startswith("INSERT INTO drafts")
+        records_failure = statement.startswith("UPDATE job_items SET") and "error" in statement
+        if (writes_draft or (records_failure and "lease_until" not in statement)) and failures["left"] > 0:
+            failures["left"] -= 1
+            raise sa.exc.OperationalError(statement, {}, ConnectionError("server closed the connection"))
+
+    ws, jobs = small_backlog.jobs()
+    with ws:
+        sa.event.listen(ws.store.engine, "before_cursor_execute", hiccup)
+        job = jobs.create(NewJob(filters=JobFilters(undecided=True)), actor="t")
+        summary = jobs.work(job.id, chunk=8)
+    assert failures["left"] == 0
+    assert (summary.done, summary.failed, summary.status) == (24, 0, "done")
+    drafts = _job_drafts(small_backlog, job.id)
+    assert len(drafts) == 24 and set(drafts.values()) == {1}

@@ -313,10 +313,27 @@ class JobService:
             limited = RateLimitedDrafter(pipeline.llm, RateLimiter(rpm, tpm), pipeline.tokens)
             pipeline = TriagePipeline(pipeline.ws, llm=limited, tokens=pipeline.tokens)
         size = max(chunk, concurrency) if pipeline.llm is not None else chunk
-        failures = 0
         beating = threading.Event()
         heart = threading.Thread(target=self._heartbeat, args=(job_id, worker, beating), daemon=True)
         heart.start()
+        try:
+            self._loop(job_id, worker, size, concurrency, pipeline, progress, stop)
+        finally:
+            beating.set()
+            heart.join()
+        return self.summary(job_id)
+
+    def _loop(
+        self,
+        job_id: str,
+        worker: str,
+        size: int,
+        concurrency: int,
+        pipeline: TriagePipeline,
+        progress: Progress | None,
+        stop: threading.Event | None,
+    ) -> None:
+        failures = 0
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="retriage") as pool:
             while not (stop and stop.is_set()):
                 try:
@@ -334,16 +351,13 @@ class JobService:
                         progress(self.progress(job_id))
                     failures = 0
                 except SQLAlchemyError as exc:
-                    # A database hiccup (a restart, SQLite's busy writer): the chunk was rolled back whole
-                    # and its items return to the queue when their lease lapses. Give up after a few in a row.
+                    # A database hiccup (a restart, SQLite's busy writer): the chunk was rolled back whole;
+                    # its items are still ours and are claimed again next round. Give up after a few in a row.
                     failures += 1
                     if failures >= 5:
                         raise StoreError(f"database unavailable: {type(exc).__name__}: {exc}") from exc
                     log.warning("database error while working job %s, retrying: %s", job_id, exc)
                     time.sleep(min(5.0, self.lease.total_seconds()))
-        beating.set()
-        heart.join()
-        return self.summary(job_id)
 
     def _heartbeat(self, job_id: str, worker: str, done: threading.Event) -> None:
         """Extend this worker's leases while it lives, so a slow chunk (rate limits, a slow LLM) is not
@@ -403,10 +417,13 @@ class JobService:
     def _claim(self, job_id: str, worker: str, n: int) -> list[tuple[int, str]]:
         now = self._now()
         lapsed = and_(JobItemRow.state == "running", JobItemRow.lease_until < now)
+        # Between chunks this worker holds nothing: a running item of its own was left by a chunk that
+        # failed mid-way (its heartbeat keeps such leases fresh, so they would never lapse).
+        orphaned = and_(JobItemRow.state == "running", JobItemRow.worker == worker)
         with self._sessions.begin() as s:  # an item whose worker died MAX_ATTEMPTS times is not tried again
             s.execute(
                 update(JobItemRow)
-                .where(JobItemRow.job_id == job_id, lapsed, JobItemRow.attempts >= MAX_ATTEMPTS)
+                .where(JobItemRow.job_id == job_id, or_(lapsed, orphaned), JobItemRow.attempts >= MAX_ATTEMPTS)
                 .values(
                     state="failed",
                     error=func.coalesce(JobItemRow.error, "its worker stopped before finishing it, three times"),
@@ -418,7 +435,7 @@ class JobService:
             select(JobItemRow.id)
             .where(
                 JobItemRow.job_id == job_id,
-                or_(JobItemRow.state == "pending", lapsed),
+                or_(JobItemRow.state == "pending", lapsed, orphaned),
             )
             .order_by(JobItemRow.id)
             .limit(n)
