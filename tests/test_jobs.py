@@ -382,3 +382,30 @@ def test_a_worker_recovers_its_own_items_after_a_database_hiccup(small_backlog: 
     assert (summary.done, summary.failed, summary.status) == (24, 0, "done")
     drafts = _job_drafts(small_backlog, job.id)
     assert len(drafts) == 24 and set(drafts.values()) == {1}
+
+
+def test_a_case_decided_while_the_job_drafts_it_keeps_the_decision(small_backlog: Backlog) -> None:
+    """A caseworker approves a case between the job's drafting and its commit: the job skips it."""
+    settings = small_backlog.settings
+    target = small_backlog.case_ids[0]
+
+    class ApprovesMidway(TriagePipeline):
+        """The real pipeline; while it drafts, a caseworker approves `target` through the service."""
+
+        def triage_many(self, complaints, **kwargs):  # type: ignore[no-untyped-def]
+            drafts = super().triage_many(complaints, **kwargs)
+            case = cases.get(target, user=admin)
+            if case.status == "drafted":
+                cases.approve(target, user=admin, version=case.version)
+            return drafts
+
+    with Workspace.open(settings) as ws:
+        cases = CaseService(ws.store.engine, TriagePipeline.from_settings(settings, ws))
+        admin = cases.users.add(NewUser(name="midway", role="admin"), valid_departments=ws.kb.department_names).user
+        jobs = JobService.for_workspace(settings, ws, ApprovesMidway(ws, tokens=None))
+        job = jobs.create(NewJob(filters=JobFilters(undecided=True)), actor="t")
+        summary = jobs.work(job.id, chunk=8)
+        after = cases.get(target, user=admin)
+    assert (summary.done, summary.skipped) == (23, 1) and "approved" in next(iter(summary.skipped_reasons))
+    assert after.status == "approved" and [d.number for d in after.drafts] == [1]
+    assert target not in _job_drafts(small_backlog, job.id)
