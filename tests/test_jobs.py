@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -55,6 +56,11 @@ class Backlog:
             stderr=subprocess.PIPE,
             text=True,
         )
+
+    def scalar(self, sql: str, **params: object) -> Any:
+        """One value from the case database."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.text(sql), params).scalar_one()
 
     def jobs(self, settings: Settings | None = None) -> tuple[Workspace, JobService]:
         settings = settings or self.settings
@@ -135,8 +141,7 @@ def test_unknown_filter_values_are_refused_before_any_work(
 ) -> None:
     code, _, err = _run(small_backlog, "retriage", *args)
     assert code == 2 and message in err
-    with small_backlog.engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM jobs")).scalar_one() == 0
+    assert small_backlog.scalar("SELECT count(*) FROM jobs") == 0
 
 
 def test_ids_file_with_unknown_ids_is_refused(small_backlog: Backlog, tmp_path: Path) -> None:
@@ -168,8 +173,7 @@ def test_dry_run_counts_and_estimates_without_calling_the_llm(
     )
     assert estimate["estimated_cost"] == pytest.approx(expected, abs=1e-4)
     assert llm_server.chat_requests() == []
-    with small_backlog.engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM jobs")).scalar_one() == 0
+    assert small_backlog.scalar("SELECT count(*) FROM jobs") == 0
 
 
 def test_decided_cases_are_skipped_unless_included_and_keep_their_decision(small_backlog: Backlog) -> None:
@@ -198,10 +202,7 @@ def test_sigkill_mid_run_then_resume_ends_every_item_done_exactly_once(pg_backlo
     worker = pg_backlog.cli("retriage", "--resume", job.id, "--chunk", "16")
     deadline = time.monotonic() + 120
     while True:  # kill it somewhere in the middle, mid-chunk as likely as not
-        with pg_backlog.engine.connect() as conn:
-            done = conn.execute(
-                sa.text("SELECT count(*) FROM job_items WHERE job_id = :j AND state = 'done'"), {"j": job.id}
-            ).scalar_one()
+        done = pg_backlog.scalar("SELECT count(*) FROM job_items WHERE job_id = :j AND state = 'done'", j=job.id)
         if done >= 150 or worker.poll() is not None or time.monotonic() > deadline:
             break
         time.sleep(0.05)
@@ -221,11 +222,9 @@ def test_sigkill_mid_run_then_resume_ends_every_item_done_exactly_once(pg_backlo
     assert "1200 done, 0 failed, 0 skipped of 1200" in out
     drafts = _job_drafts(pg_backlog, job.id)
     assert len(drafts) == 1200 and set(drafts.values()) == {1}  # every case exactly one new draft version
-    with pg_backlog.engine.connect() as conn:
-        audit = conn.execute(
-            sa.text("SELECT count(*) FROM audit_events WHERE actor = :a AND action = 'retriage'"),
-            {"a": f"job:{job.id}"},
-        ).scalar_one()
+    audit = pg_backlog.scalar(
+        "SELECT count(*) FROM audit_events WHERE actor = :a AND action = 'retriage'", a=f"job:{job.id}"
+    )
     assert audit == 1200
 
 
@@ -324,10 +323,9 @@ def test_an_item_failing_three_times_is_failed_and_the_job_goes_on(small_backlog
     assert (summary.done, summary.failed, summary.status) == (23, 1, "done")
     ((case_id, error),) = summary.errors.items()
     assert "RuntimeError: model server rejected the request" in error
-    with small_backlog.engine.connect() as conn:
-        attempts = conn.execute(
-            sa.text("SELECT attempts FROM job_items WHERE job_id = :j AND case_id = :c"), {"j": job.id, "c": case_id}
-        ).scalar_one()
+    attempts = small_backlog.scalar(
+        "SELECT attempts FROM job_items WHERE job_id = :j AND case_id = :c", j=job.id, c=case_id
+    )
     assert attempts == 3
 
 

@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -45,6 +46,16 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
 EVIDENCE_TOKENS = 1500  # typical problems and past cases quoted in an LLM prompt (dry-run estimate)
 Progress = Callable[[JobProgress], None]
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One worker's run of one job: what every step of it needs."""
+
+    job_id: str
+    worker: str
+    pool: ThreadPoolExecutor
+    pipeline: TriagePipeline
 
 
 class JobService:
@@ -317,47 +328,39 @@ class JobService:
         heart = threading.Thread(target=self._heartbeat, args=(job_id, worker, beating), daemon=True)
         heart.start()
         try:
-            self._loop(job_id, worker, size, concurrency, pipeline, progress, stop)
+            with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="retriage") as pool:
+                self._loop(_Run(job_id, worker, pool, pipeline), size, progress, stop)
         finally:
             beating.set()
             heart.join()
         return self.summary(job_id)
 
-    def _loop(
-        self,
-        job_id: str,
-        worker: str,
-        size: int,
-        concurrency: int,
-        pipeline: TriagePipeline,
-        progress: Progress | None,
-        stop: threading.Event | None,
-    ) -> None:
+    def _loop(self, run: _Run, size: int, progress: Progress | None, stop: threading.Event | None) -> None:
+        job_id = run.job_id
         failures = 0
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="retriage") as pool:
-            while not (stop and stop.is_set()):
-                try:
-                    with self._sessions() as s:
-                        if self._job(s, job_id).status != "running":
-                            break
-                    claimed = self._claim(job_id, worker, size)
-                    if claimed:
-                        self._process_isolating(job_id, claimed, worker, pool, pipeline)
-                    elif self._finish_if_complete(job_id):
+        while not (stop and stop.is_set()):
+            try:
+                with self._sessions() as s:
+                    if self._job(s, job_id).status != "running":
                         break
-                    else:  # items leased by other workers: wait for them to finish or their leases to lapse
-                        time.sleep(min(1.0, self.lease.total_seconds()))
-                    if progress is not None:
-                        progress(self.progress(job_id))
-                    failures = 0
-                except SQLAlchemyError as exc:
-                    # A database hiccup (a restart, SQLite's busy writer): the chunk was rolled back whole;
-                    # its items are still ours and are claimed again next round. Give up after a few in a row.
-                    failures += 1
-                    if failures >= 5:
-                        raise StoreError(f"database unavailable: {type(exc).__name__}: {exc}") from exc
-                    log.warning("database error while working job %s, retrying: %s", job_id, exc)
-                    time.sleep(min(5.0, self.lease.total_seconds()))
+                claimed = self._claim(job_id, run.worker, size)
+                if claimed:
+                    self._process_isolating(run, claimed)
+                elif self._finish_if_complete(job_id):
+                    break
+                else:  # items leased by other workers: wait for them to finish or their leases to lapse
+                    time.sleep(min(1.0, self.lease.total_seconds()))
+                if progress is not None:
+                    progress(self.progress(job_id))
+                failures = 0
+            except SQLAlchemyError as exc:
+                # A database hiccup (a restart, SQLite's busy writer): the chunk was rolled back whole;
+                # its items are still ours and are claimed again next round. Give up after a few in a row.
+                failures += 1
+                if failures >= 5:
+                    raise StoreError(f"database unavailable: {type(exc).__name__}: {exc}") from exc
+                log.warning("database error while working job %s, retrying: %s", job_id, exc)
+                time.sleep(min(5.0, self.lease.total_seconds()))
 
     def _heartbeat(self, job_id: str, worker: str, done: threading.Event) -> None:
         """Extend this worker's leases while it lives, so a slow chunk (rate limits, a slow LLM) is not
@@ -379,29 +382,22 @@ class JobService:
         one worker, on this machine."""
         return utcnow() if self.sqlite else func.now()
 
-    def _process_isolating(
-        self,
-        job_id: str,
-        claimed: Sequence[tuple[int, str]],
-        worker: str,
-        pool: ThreadPoolExecutor,
-        pipeline: TriagePipeline,
-    ) -> None:
+    def _process_isolating(self, run: _Run, claimed: Sequence[tuple[int, str]]) -> None:
         """Process a chunk; if its transaction fails, process the items one by one, so one bad item
         fails alone (after MAX_ATTEMPTS) instead of taking its chunk down with it."""
         try:
-            self._process(job_id, claimed, worker, pool, pipeline)
+            self._process(run, claimed)
             return
         except SQLAlchemyError as exc:
             if len(claimed) == 1:
-                self._record_failure(claimed[0][0], worker, exc)
+                self._record_failure(claimed[0][0], run.worker, exc)
                 return
             log.warning("chunk of %d failed (%s); retrying item by item", len(claimed), type(exc).__name__)
         for item in claimed:
             try:
-                self._process(job_id, [item], worker, pool, pipeline)
+                self._process(run, [item])
             except SQLAlchemyError as exc:
-                self._record_failure(item[0], worker, exc)
+                self._record_failure(item[0], run.worker, exc)
 
     def _record_failure(self, item_id: int, worker: str, exc: BaseException) -> None:
         """An item whose transaction failed: back to pending, or failed after MAX_ATTEMPTS."""
@@ -486,19 +482,13 @@ class JobService:
 
         return list(pool.map(one, complaints))
 
-    def _process(
-        self,
-        job_id: str,
-        claimed: Sequence[tuple[int, str]],
-        worker: str,
-        pool: ThreadPoolExecutor,
-        pipeline: TriagePipeline,
-    ) -> None:
+    def _process(self, run: _Run, claimed: Sequence[tuple[int, str]]) -> None:
+        job_id, worker = run.job_id, run.worker
         case_ids = [c for _, c in claimed]
         with self._sessions() as s:
             rows = {r.id: r for r in s.scalars(select(CaseRow).where(CaseRow.id.in_(case_ids)))}
         with self.guard():
-            drafted = self._draft_all([queries.complaint_of(rows[c]) for c in case_ids], pool, pipeline)
+            drafted = self._draft_all([queries.complaint_of(rows[c]) for c in case_ids], run.pool, run.pipeline)
         drafts = dict(zip(case_ids, drafted, strict=True))
         actor = f"job:{job_id}"
         with self._sessions.begin() as s:
