@@ -72,6 +72,12 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=10_000)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "retriage.json")
     parser.add_argument("--part", choices=["all", "offline", "llm"], default="all", help="Which runs to make.")
+    parser.add_argument(
+        "--runs",
+        default="1x1,4x1,8x1,16x1,32x1",
+        help="LLM runs as CONCURRENCYxPROCESSES, comma-separated (the concurrency is split over the processes)",
+    )
+    parser.add_argument("--rounds", type=int, default=8, help="LLM job size: ROUNDS x concurrency cases")
     args = parser.parse_args()
     name = f"triage_bench_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
@@ -94,7 +100,8 @@ def main() -> None:
         with Workspace.open(settings) as ws:
             cases = CaseService(ws.store.engine, TriagePipeline.from_settings(settings, ws))
             user = cases.users.add(NewUser(name="bench", role="admin"), valid_departments=ws.kb.department_names).user
-            count = args.cases if args.part != "llm" else 8 * (1 + 4 + 8 + 16 + 32)
+            runs = [tuple(int(x) for x in r.split("x")) for r in args.runs.split(",")] if args.part != "offline" else []
+            count = args.cases if args.part != "llm" else args.rounds * sum(c for c, _ in runs)
             texts = [t for t, _, _ in synth(__import__("random").Random(3), count)]
             t0 = time.perf_counter()
             ids: list[str] = []
@@ -145,9 +152,8 @@ def main() -> None:
         offset = 0
         with Workspace.open(llm) as ws:
             jobs = JobService.for_workspace(llm, ws)
-            runs = ((1, 1), (4, 1), (8, 1), (16, 1), (32, 1)) if args.part in ("all", "llm") else ()
             for concurrency, procs in runs:
-                n = 8 * concurrency
+                n = args.rounds * concurrency
                 subset = ids[offset : offset + n]
                 offset += n
                 job = jobs.create(NewJob(filters=JobFilters(ids=subset)), actor="bench")

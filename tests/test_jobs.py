@@ -279,6 +279,39 @@ def test_llm_job_runs_concurrently_and_falls_back_per_item(small_backlog: Backlo
         server.stop()
 
 
+def test_llm_job_lanes_never_exceed_the_concurrency(builtin_dir: Path, tmp_path: Path) -> None:
+    """On PostgreSQL a worker keeps several chunks in flight (lanes, each under a worker name of its
+    own) so the endpoint is not idle between chunks; together they never make more than `concurrency`
+    calls at once, and every item is drafted exactly once."""
+    server = ScriptedOpenAI(latency_s=0.05, default=Step.answer(GOOD)).start()
+    try:
+        with fresh_postgres_database() as url:
+            backlog = _backlog(builtin_dir, tmp_path, url, 60)
+            try:
+                settings = llm_settings(backlog.settings.data_dir, server, database_url=url, llm_max_retries=0)
+                ws, jobs = backlog.jobs(settings)
+                with ws:
+                    for concurrency in (1, 3):
+                        server.max_in_flight = 0
+                        job = jobs.create(NewJob(filters=JobFilters(undecided=True)), actor="t")
+                        summary = jobs.work(job.id, concurrency=concurrency, chunk=4, worker="w")
+                        assert summary.done == 60 and summary.failed == 0
+                        assert server.max_in_flight == concurrency
+                        drafts = _job_drafts(backlog, job.id)
+                        assert len(drafts) == 60 and set(drafts.values()) == {1}
+                        with backlog.engine.connect() as conn:
+                            lanes = set(
+                                conn.execute(
+                                    sa.text("SELECT DISTINCT worker FROM job_items WHERE job_id = :j"), {"j": job.id}
+                                ).scalars()
+                            )
+                        assert len(lanes) >= 2 and all(w.startswith("w.") for w in lanes), lanes
+            finally:
+                backlog.engine.dispose()
+    finally:
+        server.stop()
+
+
 def test_rate_limiter_holds_requests_and_tokens_per_minute() -> None:
     now = [0.0]
     slept: list[float] = []

@@ -335,6 +335,6 @@ class TriagePipeline:
             if degraded:
                 prep.warnings.append(degraded)
             jobs.append((prep, route, x[i], ph, ch))
-        if pool is not None and self.llm is not None and len(jobs) > 1:
+        if pool is not None and self.llm is not None:
             return list(pool.map(lambda job: self._draft_one(*job), jobs))
         return [self._draft_one(*job) for job in jobs]

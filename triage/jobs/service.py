@@ -44,6 +44,7 @@ from triage.workspace import Workspace
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
+LLM_LANES = 3  # chunks in flight per worker when drafting with an LLM (see JobService.work)
 EVIDENCE_TOKENS = 1500  # typical problems and past cases quoted in an LLM prompt (dry-run estimate)
 Progress = Callable[[JobProgress], None]
 
@@ -56,6 +57,22 @@ class _Run:
     worker: str
     pool: ThreadPoolExecutor
     pipeline: TriagePipeline
+
+
+class _Active:
+    """How many of a worker's lanes are still running."""
+
+    def __init__(self, n: int) -> None:
+        self._n = n
+        self._lock = threading.Lock()
+
+    def leave(self) -> None:
+        with self._lock:
+            self._n -= 1
+
+    def alone(self) -> bool:
+        with self._lock:
+            return self._n <= 1
 
 
 class JobService:
@@ -323,19 +340,56 @@ class JobService:
         if pipeline.llm is not None and (rpm or tpm):  # a pipeline of its own: the limits are this job's
             limited = RateLimitedDrafter(pipeline.llm, RateLimiter(rpm, tpm), pipeline.tokens)
             pipeline = TriagePipeline(pipeline.ws, llm=limited, tokens=pipeline.tokens)
-        size = max(chunk, concurrency) if pipeline.llm is not None else chunk
+        size = min(chunk, concurrency) if pipeline.llm is not None else chunk
+        # With an LLM, a chunk spends most of its time waiting on the endpoint, and a worker with one
+        # chunk in hand leaves the endpoint idle while it reads, retrieves and commits between chunks.
+        # Two lanes (each claiming and committing its own chunks under a worker name of its own) keep
+        # the shared pool of `concurrency` calls busy across those gaps. SQLite has one writer: one lane.
+        lanes = LLM_LANES if pipeline.llm is not None and not self.sqlite else 1
+        names = [worker] if lanes == 1 else [f"{worker}.{k}" for k in range(lanes)]
         beating = threading.Event()
-        heart = threading.Thread(target=self._heartbeat, args=(job_id, worker, beating), daemon=True)
+        heart = threading.Thread(target=self._heartbeat, args=(job_id, names, beating), daemon=True)
         heart.start()
         try:
             with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="retriage") as pool:
-                self._loop(_Run(job_id, worker, pool, pipeline), size, progress, stop)
+                runs = [_Run(job_id, name, pool, pipeline) for name in names]
+                if lanes == 1:
+                    self._loop(runs[0], size, progress, stop)
+                else:
+                    self._lanes(runs, size, progress, stop)
         finally:
             beating.set()
             heart.join()
         return self.summary(job_id)
 
-    def _loop(self, run: _Run, size: int, progress: Progress | None, stop: threading.Event | None) -> None:
+    def _lanes(self, runs: list[_Run], size: int, progress: Progress | None, stop: threading.Event | None) -> None:
+        active = _Active(len(runs))
+        errors: list[BaseException] = []
+
+        def lane(run: _Run) -> None:
+            try:
+                self._loop(run, size, progress, stop, siblings=active)
+            except BaseException as exc:  # re-raised in the caller's thread below
+                errors.append(exc)
+            finally:
+                active.leave()
+
+        threads = [threading.Thread(target=lane, args=(run,), name=f"retriage-{run.worker}") for run in runs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+
+    def _loop(
+        self,
+        run: _Run,
+        size: int,
+        progress: Progress | None,
+        stop: threading.Event | None,
+        siblings: _Active | None = None,
+    ) -> None:
         job_id = run.job_id
         failures = 0
         while not (stop and stop.is_set()):
@@ -348,6 +402,8 @@ class JobService:
                     self._process_isolating(run, claimed)
                 elif self._finish_if_complete(job_id):
                     break
+                elif siblings is not None and not siblings.alone():
+                    break  # the other lanes finish what is in flight and wait for other workers
                 else:  # items leased by other workers: wait for them to finish or their leases to lapse
                     time.sleep(min(1.0, self.lease.total_seconds()))
                 if progress is not None:
@@ -362,7 +418,7 @@ class JobService:
                 log.warning("database error while working job %s, retrying: %s", job_id, exc)
                 time.sleep(min(5.0, self.lease.total_seconds()))
 
-    def _heartbeat(self, job_id: str, worker: str, done: threading.Event) -> None:
+    def _heartbeat(self, job_id: str, workers: list[str], done: threading.Event) -> None:
         """Extend this worker's leases while it lives, so a slow chunk (rate limits, a slow LLM) is not
         taken over by another worker while still being drafted; a dead worker's leases lapse."""
         while not done.wait(self.lease.total_seconds() / 3):
@@ -370,12 +426,16 @@ class JobService:
                 with self._sessions.begin() as s:
                     s.execute(
                         update(JobItemRow)
-                        .where(JobItemRow.job_id == job_id, JobItemRow.worker == worker, JobItemRow.state == "running")
+                        .where(
+                            JobItemRow.job_id == job_id,
+                            JobItemRow.worker.in_(workers),
+                            JobItemRow.state == "running",
+                        )
                         .values(lease_until=self._now() + self.lease)
                         .execution_options(synchronize_session=False)
                     )
             except SQLAlchemyError as exc:
-                log.warning("could not extend the leases of %s: %s", worker, exc)
+                log.warning("could not extend the leases of %s: %s", ", ".join(workers), exc)
 
     def _now(self) -> Any:
         """The database's clock on PostgreSQL (workers on several machines agree on leases); SQLite has
