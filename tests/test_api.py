@@ -84,6 +84,8 @@ def test_queue_filters_sorts_and_paginates(api: ApiHarness) -> None:
     second = api.client.get("/cases", params={**q, "page": 2}, headers=admin).json()
     assert first["total"] == 5 and len(first["items"]) == 2
     assert [c["id"] for c in first["items"] + second["items"]] == [c["id"] for c in made[:4]]
+    past_end = api.client.get("/cases", params={**q, "page": 9}, headers=admin).json()
+    assert past_end["items"] == [] and past_end["total"] == 5  # the count without a row to carry it
     by_channel = api.client.get("/cases", params={"text": tag, "channel": "12345"}, headers=admin).json()
     assert {c["id"] for c in by_channel["items"]} == {made[1]["id"], made[3]["id"]}
     dept = made[0]["department"]
@@ -107,6 +109,12 @@ def test_queue_filters_sorts_and_paginates(api: ApiHarness) -> None:
     bad = api.client.get("/cases", params={"page_size": 1000, "sort": "colour"}, headers=admin)
     assert bad.status_code == 422
     assert {e["field"] for e in bad.json()["errors"]} == {"query.page_size", "query.sort"}
+    # LIKE's wildcards in the search text match only themselves
+    literal = api.ingest(admin, f"{PASSPORT} 满意度只有10%_{tag}\\分")
+    for needle in (f"10%_{tag}\\", f"%_{tag}"):
+        found = api.client.get("/cases", params={"text": needle}, headers=admin).json()
+        assert [c["id"] for c in found["items"]] == [literal["id"]], needle
+    assert api.client.get("/cases", params={"text": f"1_%_{tag}"}, headers=admin).json()["total"] == 0
 
 
 def test_approve_with_edits_records_the_fields_and_the_loop_closes(api: ApiHarness) -> None:

@@ -16,7 +16,7 @@ router = APIRouter()
 
 
 @router.get("/me", tags=["access"])
-def me(user: CurrentUser) -> User:
+async def me(user: CurrentUser) -> User:
     """Who the key belongs to: name, role and departments."""
     return user
 

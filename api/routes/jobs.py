@@ -16,7 +16,7 @@ from triage.jobs.service import JobService
 router = APIRouter(tags=["jobs"])
 
 
-def operator(user: CurrentUser) -> User:
+async def operator(user: CurrentUser) -> User:
     if user.role not in (Role.SUPERVISOR, Role.ADMIN):
         raise ForbiddenError("only supervisors and admins run re-triage jobs")
     return user
@@ -25,7 +25,7 @@ def operator(user: CurrentUser) -> User:
 Operator = Annotated[User, Depends(operator)]
 
 
-def _jobs(request: Request) -> JobService:
+async def _jobs(request: Request) -> JobService:
     jobs: JobService = request.app.state.jobs
     return jobs
 

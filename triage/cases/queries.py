@@ -6,11 +6,12 @@ system what it submitted, supervisors and admins everything. A case outside the 
 
 from __future__ import annotations
 
+import functools
 import statistics
 from datetime import UTC, datetime
 from typing import Any, overload
 
-from sqlalchemy import ColumnElement, Select, and_, func, select, true
+from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from triage.cases.models import (
@@ -148,34 +149,114 @@ _SORTS: dict[str, Any] = {
 }
 
 
-def _filtered(stmt: Select[Any], q: CaseQuery, user: User) -> Select[Any]:
-    conds: list[ColumnElement[bool]] = [scope(user)]
+# The queue's columns: everything a CaseSummary shows, and only the start of the text.
+_QUEUE_COLUMNS = (
+    CaseRow.id,
+    CaseRow.external_id,
+    CaseRow.status,
+    CaseRow.department,
+    CaseRow.typical_problem_id,
+    CaseRow.channel,
+    CaseRow.title,
+    func.substr(CaseRow.text, 1, EXCERPT_CHARS + 1).label("excerpt"),
+    CaseRow.confidence,
+    CaseRow.draft_no,
+    CaseRow.draft_error,
+    CaseRow.version,
+    CaseRow.batch_id,
+    CaseRow.submitted_by,
+    CaseRow.received_at,
+    CaseRow.updated_at,
+    CaseRow.decided_at,
+)
+_QUEUE_FIELDS = tuple(c.key for c in _QUEUE_COLUMNS)
+_LIKE_ESCAPE = "\\"
+
+
+def _queue_params(q: CaseQuery, user: User) -> dict[str, Any]:
+    """The bound values of a queue query; which of them are present is the statement's shape."""
+    params: dict[str, Any] = {}
+    if user.role is Role.CASEWORKER:
+        params["scope_departments"] = list(user.departments)
+    elif user.role is Role.INTAKE:
+        params["scope_submitter"] = user.name
     if q.status:
-        conds.append(CaseRow.status.in_([s.value for s in q.status]))
+        params["status"] = [s.value for s in q.status]
     if q.department:
-        conds.append(CaseRow.department.in_(q.department))
+        params["department"] = list(q.department)
     if q.channel:
-        conds.append(CaseRow.channel.in_(q.channel))
+        params["channel"] = list(q.channel)
     if q.typical_problem_id:
-        conds.append(CaseRow.typical_problem_id == q.typical_problem_id)
+        params["typical_problem_id"] = q.typical_problem_id
     if q.received_from:
-        conds.append(CaseRow.received_at >= q.received_from)
+        params["received_from"] = q.received_from
     if q.received_to:
-        conds.append(CaseRow.received_at < q.received_to)
+        params["received_to"] = q.received_to
     if q.batch_id:
-        conds.append(CaseRow.batch_id == q.batch_id)
+        params["batch_id"] = q.batch_id
     if q.text:
-        conds.append(CaseRow.text.contains(q.text, autoescape=True) | CaseRow.title.contains(q.text, autoescape=True))
-    return stmt.where(and_(*conds))
+        escaped = q.text.replace(_LIKE_ESCAPE, _LIKE_ESCAPE * 2).replace("%", _LIKE_ESCAPE + "%")
+        params["text"] = "%" + escaped.replace("_", _LIKE_ESCAPE + "_") + "%"
+    return params
 
 
-def list_cases(s: Session, q: CaseQuery, user: User) -> CasePage:
-    # Two index scans (count, then the page in index order) beat one query with count(*) OVER (),
-    # which makes PostgreSQL materialise and sort every matching row before the LIMIT.
-    total = int(s.scalar(_filtered(select(func.count()).select_from(CaseRow), q, user)) or 0)
-    stmt = _filtered(select(CaseRow), q, user).order_by(_SORTS[q.sort], CaseRow.id)
-    rows = s.scalars(stmt.offset((q.page - 1) * q.page_size).limit(q.page_size))
-    return CasePage(items=[summary(r) for r in rows], total=total, page=q.page, page_size=q.page_size)
+_CONDITIONS: dict[str, Any] = {
+    "scope_departments": lambda: CaseRow.department.in_(bindparam("scope_departments", expanding=True)),
+    "scope_submitter": lambda: CaseRow.submitted_by == bindparam("scope_submitter"),
+    "status": lambda: CaseRow.status.in_(bindparam("status", expanding=True)),
+    "department": lambda: CaseRow.department.in_(bindparam("department", expanding=True)),
+    "channel": lambda: CaseRow.channel.in_(bindparam("channel", expanding=True)),
+    "typical_problem_id": lambda: CaseRow.typical_problem_id == bindparam("typical_problem_id"),
+    "received_from": lambda: CaseRow.received_at >= bindparam("received_from", type_=CaseRow.received_at.type),
+    "received_to": lambda: CaseRow.received_at < bindparam("received_to", type_=CaseRow.received_at.type),
+    "batch_id": lambda: CaseRow.batch_id == bindparam("batch_id"),
+    "text": lambda: or_(
+        CaseRow.text.like(bindparam("text"), escape=_LIKE_ESCAPE),
+        CaseRow.title.like(bindparam("text"), escape=_LIKE_ESCAPE),
+    ),
+}
+
+
+@functools.lru_cache(maxsize=512)
+def _queue_statements(shape: tuple[str, ...], sort: str) -> tuple[Select[Any], Select[Any]]:
+    """The page (with the count) and the bare count for one shape of query, built once.
+
+    Building a statement with its IN lists and computing its cache key was a fifth of a queue
+    request; a statement reused with new bound values costs neither. Offset and limit are bound too.
+    """
+    where = and_(true(), *(_CONDITIONS[name]() for name in shape))
+    count = select(func.count()).select_from(CaseRow).where(where)
+    page = (
+        select(*_QUEUE_COLUMNS, count.scalar_subquery().label("total"))
+        .where(where)
+        .order_by(_SORTS[sort], CaseRow.id)
+        .offset(bindparam("offset"))
+        .limit(bindparam("limit"))
+    )
+    return page, count
+
+
+def list_cases(conn: Connection, q: CaseQuery, user: User) -> CasePage:
+    """One page of the queue and the number of matching cases, in one round trip.
+
+    The count is an uncorrelated scalar subquery (PostgreSQL runs it once, as an InitPlan, over the
+    same index as the page); only a page past the end needs a second query for it. Columns rather
+    than ORM objects, validated in one pydantic call: a page of 50 costs a fraction of hydrating and
+    converting 50 entities one by one.
+    """
+    params = _queue_params(q, user)
+    page, count = _queue_statements(tuple(params), q.sort)
+    rows = conn.execute(page, {**params, "offset": (q.page - 1) * q.page_size, "limit": q.page_size}).all()
+    total = int(rows[0][-1]) if rows else int(conn.execute(count, params).scalar_one())
+    items = []
+    for row in rows:
+        item = dict(zip(_QUEUE_FIELDS, row, strict=False))
+        if len(item["excerpt"]) > EXCERPT_CHARS:
+            item["excerpt"] = item["excerpt"][:EXCERPT_CHARS] + "……"
+        for key in ("received_at", "updated_at", "decided_at"):
+            item[key] = _aware(item[key])
+        items.append(item)
+    return CasePage.model_validate({"items": items, "total": total, "page": q.page, "page_size": q.page_size})
 
 
 def audit_trail(s: Session, case_id: str, user: User) -> list[AuditEvent]:

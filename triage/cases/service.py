@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -21,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -52,6 +53,7 @@ from triage.errors import (
     TriageError,
     UnknownDepartmentError,
 )
+from triage.knowledge import KnowledgeBase
 from triage.locks import GroupCall, ReadWriteLock
 from triage.models import Complaint, Draft, PastCase
 from triage.pipeline import TriagePipeline
@@ -60,6 +62,7 @@ from triage.store import PastCaseRow
 log = logging.getLogger(__name__)
 SYSTEM = "triage"  # the actor of automatic drafts
 DRAFT_FIELDS = ("department", "typical_problem_id", "root_cause", "reply")
+FRESHNESS_CHECK_S = 1.0  # how often a process looks for models rebuilt by another
 RETRY_QUEUED_AFTER = timedelta(seconds=60)  # a single ingest drafts in-request; only stragglers are swept
 
 
@@ -69,8 +72,10 @@ class CaseService:
     def __init__(self, engine: Engine, pipeline: TriagePipeline, *, auth_cache_s: float = 0.0) -> None:
         self.engine = engine
         self.pipeline = pipeline
-        self.kb = pipeline.ws.kb
+        self._next_freshness_check = 0.0
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # Single-statement reads (the queue) need no transaction: autocommit saves BEGIN and ROLLBACK.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.users = UserDirectory(self._sessions, cache_s=auth_cache_s)
         # SQLite has one writer; serialising writes in the process avoids its busy/deadlock errors.
         self._write_lock: threading.Lock | None = threading.Lock() if engine.dialect.name == "sqlite" else None
@@ -90,6 +95,14 @@ class CaseService:
             raise StoreError(f"database unavailable: {type(exc).__name__}: {exc}") from exc
 
     @contextmanager
+    def _statement(self) -> Iterator[Connection]:
+        try:
+            with self._autocommit.connect() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database unavailable: {type(exc).__name__}: {exc}") from exc
+
+    @contextmanager
     def _write(self) -> Iterator[Session]:
         """One transaction; rolled back whole on any error."""
         with self._write_lock or nullcontext():
@@ -100,6 +113,22 @@ class CaseService:
                 raise
             except SQLAlchemyError as exc:
                 raise StoreError(f"database unavailable: {type(exc).__name__}: {exc}") from exc
+
+    @property
+    def kb(self) -> KnowledgeBase:
+        return self.pipeline.ws.kb
+
+    def _fresh_models(self) -> None:
+        """Load the models another process rebuilt (another API worker's reindex, `triage kb load`),
+        looking at most once a second; drafting and indexing wait while they are swapped."""
+        now = time.monotonic()
+        if now < self._next_freshness_check:
+            return
+        self._next_freshness_check = now + FRESHNESS_CHECK_S
+        if self.pipeline.ws.stale():
+            with self._models.write():
+                if self.pipeline.ws.stale():
+                    self.pipeline.ws.reload()
 
     def ping(self) -> None:
         with self._read() as s:
@@ -116,14 +145,17 @@ class CaseService:
 
     def models_read(self) -> AbstractContextManager[None]:
         """Held while drafting: a knowledge-base rebuild through this process waits for it."""
+        self._fresh_models()
         return self._models.read()
 
     def _index_approved(self, cases: list[PastCase]) -> list[None]:
+        self._fresh_models()
         with self._models.read():
             self.pipeline.ws.index_cases(cases)
         return [None] * len(cases)
 
     def _triage_many(self, complaints: list[Complaint]) -> list[Draft]:
+        self._fresh_models()
         with self._models.read():
             return self.pipeline.triage_many(complaints)
 
@@ -149,8 +181,8 @@ class CaseService:
                 "received_to": to_utc(query.received_to),
             }
         )
-        with self._read() as s:
-            return queries.list_cases(s, query, user)
+        with self._statement() as conn:
+            return queries.list_cases(conn, query, user)
 
     def audit(self, case_id: str, *, user: User) -> list[AuditEvent]:
         with self._read() as s:

@@ -110,6 +110,13 @@ class UserDirectory:
         with self._begin() as s:
             return int(s.scalar(select(func.count()).select_from(UserRow)) or 0)
 
+    def cached(self, key: str | None) -> User | None:
+        """The user of a key checked less than `cache_s` ago; None when it must be looked up."""
+        if not key or not self._cache_s:
+            return None
+        hit = self._cache.get(hash_key(key))
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
     def authenticate(self, key: str | None) -> User:
         """The active user holding this unrevoked key, else AuthError."""
         if not key:
