@@ -4,6 +4,8 @@ the case database and the pipeline from the settings it is given, and closes the
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -68,3 +70,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(jobs.router)
     return app
+
+
+WORKER_LOG_LEVEL = "_TRIAGE_WORKER_LOG_LEVEL"  # set by `triage serve --workers N` for its workers
+
+
+def create_worker_app() -> FastAPI:
+    """The factory `triage serve --workers N` hands uvicorn. Each worker is a fresh interpreter: it
+    logs at the level the command line asked for and reads its settings from the environment."""
+    level = int(os.environ.get(WORKER_LOG_LEVEL, logging.WARNING))
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s [%(process)d]: %(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))  # a line per Chroma server call otherwise
+    return create_app()

@@ -2,6 +2,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,14 +15,51 @@ import pytest
 import sqlalchemy as sa
 
 from tests.fakes.openai_server import ScriptedOpenAI
+from triage.errors import VectorStoreError
 from triage.models import Complaint
 from triage.pipeline import TriagePipeline
 from triage.settings import Settings
 from triage.workspace import Workspace
+from vectorstore import make_client
+from vectorstore.store import close_client
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TRIAGE_SHARED_DIR", ROOT.parent / "shared"))
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def running_chroma_server(path: Path) -> Iterator[str]:
+    """A real `chroma run` server on 127.0.0.1 keeping its data under `path`; yields its URL."""
+    port = free_port()
+    exe = Path(sys.executable).parent / "chroma"
+    proc = subprocess.Popen(
+        [str(exe), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            try:
+                close_client(make_client(path=path, url=url))
+                break
+            except VectorStoreError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
 @contextmanager

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import complaint
+from tests.conftest import complaint, free_port, running_chroma_server
 from tests.fakes.openai_server import ScriptedOpenAI
 from triage.errors import EmbedderMismatchError, VectorStoreError
 from triage.models import PastCase
@@ -21,7 +16,7 @@ from triage.pipeline import TriagePipeline
 from triage.settings import Settings
 from triage.workspace import Workspace
 from vectorstore import VectorIndex, make_client
-from vectorstore.store import CASES, PROBLEMS, close_client
+from vectorstore.store import CASES, PROBLEMS
 
 
 def test_collections_use_cosine_and_return_similarity(tmp_path: Path) -> None:
@@ -101,37 +96,10 @@ def test_past_cases_are_retrieved_as_evidence_and_stored_redacted(workspace_dir:
     assert evidence and evidence[0].id == "H1" and 0 < evidence[0].similarity <= 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def chroma_server(tmp_path: Path) -> Iterator[str]:
-    """A real `chroma run` server on 127.0.0.1."""
-    port = _free_port()
-    exe = Path(sys.executable).parent / "chroma"
-    proc = subprocess.Popen(
-        [str(exe), "run", "--path", str(tmp_path / "server-data"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            close_client(make_client(path=tmp_path, url=url))
-            break
-        except VectorStoreError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise
-            time.sleep(0.3)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=20)
+    with running_chroma_server(tmp_path / "server-data") as url:
+        yield url
 
 
 def test_chroma_server_mode(tmp_path: Path, chroma_server: str) -> None:
@@ -149,5 +117,5 @@ def test_chroma_server_mode(tmp_path: Path, chroma_server: str) -> None:
 
 def test_unreachable_chroma_server_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(VectorStoreError) as info:
-        Workspace.open(Settings(data_dir=tmp_path, chroma_url=f"http://127.0.0.1:{_free_port()}"))
+        Workspace.open(Settings(data_dir=tmp_path, chroma_url=f"http://127.0.0.1:{free_port()}"))
     assert "vector store failed to connect" in str(info.value)

@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     api_draft_workers: int = Field(
         1, ge=1, le=16, description="Background threads drafting batch-ingested cases in the API process."
     )
+    api_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="API processes `triage serve` starts; more than one needs PostgreSQL and a Chroma server.",
+    )
 
     @field_validator("chroma_url", "llm_base_url", "embedding_base_url", "llm_model", "database_url")
     @classmethod

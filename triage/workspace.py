@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,7 @@ class Workspace:
         self.text_model: TextModel | None = None
         self.router: Router | None = None
         self.embedder: Embedder | None = None
+        self._loaded_state: str | None = None  # the state file as it was when these models were loaded
 
     def close(self) -> None:
         self.index.close()
@@ -104,12 +106,41 @@ class Workspace:
         store = HistoryStore(make_engine(database_url(settings.database_url, data_dir)))
         ws = cls(settings, kb, VectorIndex(client, prefix="triage"), store)
         if ws._ready() and ws.index.built_with(PROBLEMS) is not None:
-            ws.text_model = TextModel.load(ws._model_path)
-            ws.router = Router.load(ws._router_path)
-            ws.embedder = ws._make_embedder(ws.text_model)
+            ws._load_models()
         else:
             ws.reindex()
         return ws
+
+    def _load_models(self) -> None:
+        state = self._state_path.read_text(encoding="utf-8")
+        self.kb = active_kb(self.settings)
+        self.text_model = TextModel.load(self._model_path)
+        self.router = Router.load(self._router_path)
+        self.embedder = self._make_embedder(self.text_model)
+        self._loaded_state = state
+
+    # -- several processes on one workspace --------------------------------------------------
+    def stale(self) -> bool:
+        """Whether another process (a `triage kb …` command, another API worker) rebuilt the index or
+        retrained routing since this one loaded its models. Reads one small file."""
+        try:
+            state = self._state_path.read_text(encoding="utf-8")
+        except OSError:
+            return False
+        return state != self._loaded_state and json.loads(state).get("status") == "ready"
+
+    def reload(self) -> None:
+        """Load the knowledge base and models another process built (see `stale`), and reopen the
+        collections it recreated."""
+        self.index.forget()
+        self._load_models()
+        log.info("reloaded the knowledge base and models rebuilt by another process")
+
+    def _mark_ready(self) -> None:
+        assert self.embedder is not None
+        state = {"status": "ready", "embedder": self.embedder.fingerprint, "build": uuid.uuid4().hex}
+        _write_json(self._state_path, state)
+        self._loaded_state = self._state_path.read_text(encoding="utf-8")
 
     def _make_embedder(self, model: TextModel) -> Embedder:
         s = self.settings
@@ -164,9 +195,9 @@ class Workspace:
         report("indexing past cases", len(cases), len(cases))
         model.save(self._model_path)
         report("training the router", 0, 1)
-        self.retrain_router(cases, redacted)
+        self._train_router(cases, redacted)
         report("training the router", 1, 1)
-        _write_json(self._state_path, {"status": "ready", "embedder": embedder.fingerprint, "cases": len(cases)})
+        self._mark_ready()
         log.info(
             "reindexed: %d typical problems, %d past cases, %s",
             len(self.kb.problems),
@@ -176,6 +207,10 @@ class Workspace:
 
     def retrain_router(self, cases: Sequence[PastCase] | None = None, texts: Sequence[str] | None = None) -> None:
         """Train routing on the knowledge base and the history (redacted texts, as at triage time)."""
+        self._train_router(cases, texts)
+        self._mark_ready()  # other processes on this workspace load the new router
+
+    def _train_router(self, cases: Sequence[PastCase] | None = None, texts: Sequence[str] | None = None) -> None:
         assert self.text_model is not None
         cases = self.past_cases() if cases is None else cases
         texts = [case_text(c) for c in cases] if texts is None else texts

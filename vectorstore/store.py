@@ -103,6 +103,10 @@ class VectorIndex:
                     raise
         return self._collections[name]
 
+    def forget(self) -> None:
+        """Drop the collection handles this process holds: another process recreated them."""
+        self._collections.clear()
+
     def built_with(self, name: str) -> str | None:
         col = self._collection(name)
         return None if col is None else str((col.metadata or {}).get("embedder"))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 from importlib import resources
 from typing import Any
 
@@ -27,23 +29,72 @@ def _directory(settings: Settings) -> Any:
 @click.option("--host", help="Listen address (default: TRIAGE_API_HOST, 127.0.0.1).")
 @click.option("--port", type=int, help="Port (default: TRIAGE_API_PORT, 8000).")
 @click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    help="API processes (default: TRIAGE_API_WORKERS, 1); more than one needs PostgreSQL and a Chroma server.",
+)
+@click.option(
     "--demo", is_flag=True, help="On an empty database: create user 'admin' (key printed once) and ingest samples."
 )
 @click.pass_context
 @handle_errors
-def serve(ctx: click.Context, host: str | None, port: int | None, demo: bool) -> None:
-    """Run the caseworker review API (uvicorn, one process)."""
+def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None, demo: bool) -> None:
+    """Run the caseworker review API (uvicorn; one process, or --workers N sharing the port)."""
     import uvicorn
 
     from api import create_app
+    from api.app import WORKER_LOG_LEVEL
 
-    overrides = {k: v for k, v in {"api_host": host, "api_port": port}.items() if v is not None}
+    overrides = {k: v for k, v in {"api_host": host, "api_port": port, "api_workers": workers}.items() if v is not None}
     settings = settings_from(root_context(ctx)).model_copy(update=overrides)
+    if settings.api_workers > 1:
+        _check_shareable(settings)
     if demo:
         _seed_demo(settings)
     base = f"http://{settings.api_host}:{settings.api_port}"
     click.echo(f"Review API on {base}  ·  OpenAPI docs: {base}/docs  ·  liveness: {base}/healthz", err=True)
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")
+    if settings.api_workers == 1:
+        uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")
+        return
+    from triage.workspace import Workspace
+
+    # Migrate the database and build the index once, here, before the workers open the workspace.
+    Workspace.open(settings).close()
+    # The workers are fresh interpreters that read their settings from the environment: pass on what
+    # was given on this command line.
+    for key, value in (root_context(ctx).obj or {}).items():
+        if value is not None:
+            os.environ[f"TRIAGE_{key.upper()}"] = str(value)
+    os.environ[WORKER_LOG_LEVEL] = str(logging.getLogger().getEffectiveLevel())
+    uvicorn.run(
+        "api.app:create_worker_app",
+        factory=True,
+        workers=settings.api_workers,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="info",
+    )
+
+
+def _check_shareable(settings: Settings) -> None:
+    """Several API processes share the database and the vector store: both must be servers."""
+    from sqlalchemy.engine import make_url
+
+    from triage.errors import InputError
+    from triage.store import database_url
+
+    missing = []
+    if make_url(database_url(settings.database_url, settings.data_dir)).get_backend_name() != "postgresql":
+        missing.append("a PostgreSQL database (TRIAGE_DATABASE_URL=postgresql+psycopg://…)")
+    if not settings.chroma_url:
+        missing.append("a Chroma server (TRIAGE_CHROMA_URL; start one with `chroma run --path DIR`)")
+    if missing:
+        raise InputError(
+            f"--workers {settings.api_workers} needs "
+            + " and ".join(missing)
+            + ": SQLite and the embedded Chroma belong to one process",
+            field="workers",
+        )
 
 
 def _seed_demo(settings: Settings) -> None:

@@ -36,6 +36,7 @@ from triage.errors import InputError, NotFoundError, StoreError, UnknownDepartme
 from triage.jobs.models import Estimate, JobFilters, JobProgress, JobSummary, NewJob
 from triage.jobs.ratelimit import COMPLETION_ESTIMATE, RateLimitedDrafter, RateLimiter
 from triage.jobs.rows import JobItemRow, JobRow
+from triage.knowledge import KnowledgeBase
 from triage.models import CHANNEL_VALUES, Draft
 from triage.pipeline import TriagePipeline
 from triage.redaction import redact
@@ -92,13 +93,16 @@ class JobService:
     ) -> None:
         self.engine = engine
         self.pipeline = pipeline
-        self.kb = pipeline.ws.kb
         self.lease = timedelta(seconds=lease_s)
         self.prices = (price_input_per_1k, price_output_per_1k)
         self.limits = (rpm, tpm)  # defaults for work()
         self.guard = guard  # held while drafting (the API passes its models' read lock)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self.sqlite = engine.dialect.name == "sqlite"
+
+    @property
+    def kb(self) -> KnowledgeBase:
+        return self.pipeline.ws.kb
 
     @classmethod
     def for_workspace(
