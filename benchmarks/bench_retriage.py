@@ -7,7 +7,7 @@
 2. Offline: re-triages all of them as one job with `triage retriage --resume JOB`, first with one
    worker process, then (a second job) with two worker processes sharing it.
 3. LLM: the scripted OpenAI-compatible server from tests/fakes answers every draft after 300 ms; jobs
-   of 8 x concurrency cases run at concurrency 1, 4, 8, 16 and 32 in one process. Throughput is compared
+   of 16 x concurrency cases (--rounds) run at concurrency 1, 4, 8, 16 and 32 in one process (--runs). Throughput is compared
    with 0.8 x concurrency / 0.3 s.
 """
 
@@ -77,7 +77,7 @@ def main() -> None:
         default="1x1,4x1,8x1,16x1,32x1",
         help="LLM runs as CONCURRENCYxPROCESSES, comma-separated (the concurrency is split over the processes)",
     )
-    parser.add_argument("--rounds", type=int, default=8, help="LLM job size: ROUNDS x concurrency cases")
+    parser.add_argument("--rounds", type=int, default=16, help="LLM job size: ROUNDS x concurrency cases")
     args = parser.parse_args()
     name = f"triage_bench_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
