@@ -7,8 +7,8 @@
 2. Offline: re-triages all of them as one job with `triage retriage --resume JOB`, first with one
    worker process, then (a second job) with two worker processes sharing it.
 3. LLM: the scripted OpenAI-compatible server from tests/fakes answers every draft after 300 ms; jobs
-   of 16 x concurrency cases (--rounds) run at concurrency 1, 4, 8, 16 and 32 in one process (--runs). Throughput is compared
-   with 0.8 x concurrency / 0.3 s.
+   of 16 x concurrency cases (--rounds) run at concurrency 1, 4, 8, 16 and 32 in one process (--runs).
+   Throughput is compared with 0.8 x concurrency / 0.3 s.
 """
 
 from __future__ import annotations
