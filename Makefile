@@ -36,9 +36,10 @@ bench: setup
 	$(BIN)/python benchmarks/bench_triage.py
 	$(BIN)/python benchmarks/bench_import.py
 
-## Review API under load (needs PostgreSQL at 127.0.0.1:5432).
+## Review API under load: one process, then two (needs PostgreSQL at 127.0.0.1:5432).
 bench-api: setup
 	$(BIN)/python benchmarks/bench_api.py
+	$(BIN)/python benchmarks/bench_api.py --workers 2 --out benchmarks/results/api_2workers.json
 
 ## Batch re-triage of 10,000 cases, offline and against a 300 ms scripted LLM (needs PostgreSQL).
 bench-retriage: setup

@@ -36,8 +36,13 @@ class _Reporter:
         self.start = time.monotonic()
         self.first: int | None = None
         self.last_line = 0.0
+        self._lock = threading.Lock()  # a worker's lanes report from their own threads
 
     def __call__(self, p: Any) -> None:
+        with self._lock:
+            self._report(p)
+
+    def _report(self, p: Any) -> None:
         finished = p.done + p.failed + p.skipped
         if self.first is None:
             self.first = finished
