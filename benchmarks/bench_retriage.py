@@ -7,7 +7,7 @@
 2. Offline: re-triages all of them as one job with `triage retriage --resume JOB`, first with one
    worker process, then (a second job) with two worker processes sharing it.
 3. LLM: the scripted OpenAI-compatible server from tests/fakes answers every draft after 300 ms; jobs
-   of 16 x concurrency cases (--rounds) run at concurrency 1, 4, 8, 16 and 32 in one process (--runs).
+   of 60 x concurrency cases (--rounds) run at concurrency 1, 4, 8, 16 and 32 in one process (--runs).
    Throughput is compared with 0.8 x concurrency / 0.3 s.
 """
 
@@ -50,6 +50,15 @@ SERVE = (
 )
 
 
+def vacuum(url: str) -> None:
+    """Between runs, as after any bulk write (PostgreSQL's advice): otherwise autovacuum cleans up the
+    previous run's 10,000 updated cases during the next one, on the same 2 cores."""
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text("VACUUM ANALYZE"))
+    engine.dispose()
+
+
 def workers(env: dict[str, str], job_id: str, n: int, *extra: str) -> float:
     started = time.perf_counter()
     procs = [
@@ -77,7 +86,9 @@ def main() -> None:
         default="1x1,4x1,8x1,16x1,32x1",
         help="LLM runs as CONCURRENCYxPROCESSES, comma-separated (the concurrency is split over the processes)",
     )
-    parser.add_argument("--rounds", type=int, default=16, help="LLM job size: ROUNDS x concurrency cases")
+    parser.add_argument(
+        "--rounds", type=int, default=60, help="LLM job size: ROUNDS x concurrency cases (60: 18 s at 300 ms a call)"
+    )
     args = parser.parse_args()
     name = f"triage_bench_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
@@ -114,6 +125,7 @@ def main() -> None:
             print(f"seeded {len(ids)} drafted cases in {time.perf_counter() - t0:.0f} s", flush=True)
             jobs = JobService.for_workspace(settings, ws)
             for n in (1, 2) if args.part in ("all", "offline") else ():
+                vacuum(url)
                 job = jobs.create(NewJob(filters=JobFilters(undecided=True)), actor="bench")
                 wall = workers(env, job.id, n)
                 summary = jobs.summary(job.id)
@@ -129,6 +141,7 @@ def main() -> None:
                     flush=True,
                 )
 
+        vacuum(url)
         # The scripted server runs in a process of its own, so its request handling does not compete
         # with the worker under test for this process's interpreter lock.
         server_proc = subprocess.Popen([sys.executable, "-c", SERVE], cwd=ROOT, stdout=subprocess.PIPE, text=True)

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from tests.conftest import ApiHarness, running_api
 from triage.settings import Settings
+from vectorstore.store import CASES
 
 GJJ = "租房提取公积金在随申办提交了三次都被退回，说租赁合同没有备案，合同明明已经备案了，能不能别让我反复上传材料"
 PASSPORT = "出入境预约港澳通行证连着一个星期都约不到号，孩子七月要去香港夏令营，证件还没办下来，窗口电话也打不通"
@@ -345,6 +346,26 @@ def test_database_failure_after_storing_keeps_the_complaint_queued(
     while api.client.get(f"/cases/{case['id']}", headers=admin).json()["status"] != "drafted":
         assert time.monotonic() < deadline, "the background drafter did not pick the case up"
         time.sleep(0.1)
+
+
+def test_ingest_whose_drafting_fails_is_stored_with_the_reason(api: ApiHarness) -> None:
+    """The index no longer fits the models (as after a rebuild elsewhere): drafting raises, the complaint
+    is stored anyway (201), queued, with the reason; a rebuild lets the drafter draft it."""
+    admin = _admin(api)
+    ws = api.service.pipeline.ws
+    ws.index.recreate(CASES, embedder="offline:some-other-model")
+    try:
+        response = api.client.post("/cases", json={"text": f"{GJJ}（{uuid.uuid4().hex[:6]}）"}, headers=admin)
+        assert response.status_code == 201
+        case = response.json()
+        assert case["status"] == "new" and case["draft"] is None
+        assert "EmbedderMismatchError" in case["draft_error"] and "triage kb reindex" in case["draft_error"]
+        trail = [e["action"] for e in api.client.get(f"/cases/{case['id']}/audit", headers=admin).json()]
+        assert trail == ["ingest", "draft_failed"]
+    finally:
+        api.service.reindex()
+    again = api.client.post(f"/cases/{case['id']}/retriage", json={"version": case["version"]}, headers=admin)
+    assert again.status_code == 200 and again.json()["draft"] is not None
 
 
 def test_reassigned_case_approved_as_is_stays_with_its_new_department(api: ApiHarness) -> None:

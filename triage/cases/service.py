@@ -204,13 +204,28 @@ class CaseService:
         if existing is None:
             try:
                 with self._write() as s:
-                    case_id = self._insert(s, complaint, user=user, batch_id=None)
+                    row = self._insert_row(s, complaint, user=user, batch_id=None)
             except IntegrityError:  # the same external id, committed a moment ago by another request
                 existing = self._existing({0: complaint}, user)[0]
         if existing is not None:
             return self.get(existing, user=user), False
-        self.draft_cases([case_id], actor=SYSTEM)
-        return self.get(case_id, user=user), True
+        # The complaint is committed; now draft it from the row just written (no re-read), and build
+        # the answer inside the draft's own transaction.
+        try:
+            [draft] = self._drafts([queries.complaint_of(row)])
+        except Exception as exc:  # the complaint stays stored; the reason goes on the case
+            log.exception("drafting failed for case %s", row.id)
+            self._record_draft_error(row.id, row.version, f"{type(exc).__name__}: {exc}")
+            return self.get(row.id, user=user), True
+        try:
+            detail = self._save_draft(
+                row.id, row.version, draft, actor=SYSTEM, action="draft", expect=(CaseStatus.NEW,), reader=user
+            )
+        except (StaleVersionError, InvalidTransitionError):
+            log.info("case %s changed while being drafted; its new state stands", row.id)
+            return self.get(row.id, user=user), True
+        assert detail is not None
+        return detail, True
 
     def ingest_batch(self, complaints: Sequence[Complaint], *, user: User) -> IngestReceipt:
         """Store a batch at once (one transaction); drafting happens later, in draft_pending()."""
@@ -291,6 +306,9 @@ class CaseService:
         return found
 
     def _insert(self, s: Session, c: Complaint, *, user: User, batch_id: str | None) -> str:
+        return self._insert_row(s, c, user=user, batch_id=batch_id).id
+
+    def _insert_row(self, s: Session, c: Complaint, *, user: User, batch_id: str | None) -> CaseRow:
         now = utcnow()
         row = CaseRow(
             id=str(uuid.uuid4()),
@@ -313,7 +331,7 @@ class CaseService:
         s.add(row)
         s.flush()
         audit(s, row, actor=user.name, action="ingest", changes={"status": [None, CaseStatus.NEW.value]})
-        return row.id
+        return row
 
     # -- drafting --------------------------------------------------------------------------
     def draft_cases(self, case_ids: Sequence[str], *, actor: str) -> int:
@@ -382,7 +400,10 @@ class CaseService:
         action: str,
         expect: Sequence[CaseStatus],
         decision: Callable[[CaseRow], DecisionRow] | None = None,
-    ) -> None:
+        reader: User | None = None,
+    ) -> CaseDetail | None:
+        """Store a draft version; with `reader`, also return the case as that user sees it, read in the
+        same transaction."""
         try:
             with self._write() as s:
                 row = s.get(CaseRow, case_id)
@@ -394,6 +415,10 @@ class CaseService:
                 if decision is not None:
                     s.add(decision(row))
                 add_draft(s, row, draft, actor=actor, action=action)
+                if reader is None:
+                    return None
+                s.flush()
+                return queries.detail(s, row, reader)
         except StaleDataError as exc:
             raise StaleVersionError(version, self._peek(case_id)) from exc
 

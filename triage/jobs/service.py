@@ -344,7 +344,7 @@ class JobService:
         if pipeline.llm is not None and (rpm or tpm):  # a pipeline of its own: the limits are this job's
             limited = RateLimitedDrafter(pipeline.llm, RateLimiter(rpm, tpm), pipeline.tokens)
             pipeline = TriagePipeline(pipeline.ws, llm=limited, tokens=pipeline.tokens)
-        size = min(chunk, concurrency) if pipeline.llm is not None else chunk
+        size = max(chunk, concurrency) if pipeline.llm is not None else chunk
         # With an LLM, a chunk spends most of its time waiting on the endpoint, and a worker with one
         # chunk in hand leaves the endpoint idle while it reads, retrieves and commits between chunks.
         # Two lanes (each claiming and committing its own chunks under a worker name of its own) keep
