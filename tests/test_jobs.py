@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -306,6 +307,39 @@ def test_llm_job_lanes_never_exceed_the_concurrency(builtin_dir: Path, tmp_path:
                                 ).scalars()
                             )
                         assert len(lanes) >= 2 and all(w.startswith("w.") for w in lanes), lanes
+            finally:
+                backlog.engine.dispose()
+    finally:
+        server.stop()
+
+
+def test_llm_job_lanes_stop_together_and_the_job_resumes(builtin_dir: Path, tmp_path: Path) -> None:
+    """Stopping a worker (its stop event: SIGTERM/Ctrl-C in the CLI) stops every lane after its chunk;
+    a later worker finishes the job, each item drafted once."""
+    server = ScriptedOpenAI(latency_s=0.2, default=Step.answer(GOOD)).start()
+    try:
+        with fresh_postgres_database() as url:
+            backlog = _backlog(builtin_dir, tmp_path, url, 60)
+            try:
+                settings = llm_settings(backlog.settings.data_dir, server, database_url=url, llm_max_retries=0)
+                ws, jobs = backlog.jobs(settings)
+                with ws:
+                    job = jobs.create(NewJob(filters=JobFilters(undecided=True)), actor="t")
+                    stop = threading.Event()
+                    first: list[Any] = []
+                    runner = threading.Thread(
+                        target=lambda: first.append(jobs.work(job.id, concurrency=2, chunk=2, stop=stop))
+                    )
+                    runner.start()
+                    time.sleep(0.6)
+                    stop.set()
+                    runner.join(10)
+                    assert not runner.is_alive(), "the lanes did not stop"
+                    assert 0 < first[0].done < 60
+                    rest = jobs.work(job.id, concurrency=4, chunk=4)
+                    assert rest.done == 60 and rest.failed == 0
+                    drafts = _job_drafts(backlog, job.id)
+                    assert len(drafts) == 60 and set(drafts.values()) == {1}
             finally:
                 backlog.engine.dispose()
     finally:

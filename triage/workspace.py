@@ -112,11 +112,14 @@ class Workspace:
         return ws
 
     def _load_models(self) -> None:
+        """Load everything first, then swap it in at once; if the state changed meanwhile (a rebuild
+        finished while loading), `stale()` stays true and the next check loads again."""
         state = self._state_path.read_text(encoding="utf-8")
-        self.kb = active_kb(self.settings)
-        self.text_model = TextModel.load(self._model_path)
-        self.router = Router.load(self._router_path)
-        self.embedder = self._make_embedder(self.text_model)
+        kb = active_kb(self.settings)
+        text_model = TextModel.load(self._model_path)
+        router = Router.load(self._router_path)
+        embedder = self._make_embedder(text_model)
+        self.kb, self.text_model, self.router, self.embedder = kb, text_model, router, embedder
         self._loaded_state = state
 
     # -- several processes on one workspace --------------------------------------------------

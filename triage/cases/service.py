@@ -135,9 +135,11 @@ class CaseService:
             s.execute(select(1))
 
     def department_names(self) -> list[str]:
+        self._fresh_models()  # a `triage kb load` elsewhere may have changed the taxonomy
         return self.kb.department_names
 
     def check_department(self, name: str, *, field: str = "department") -> str:
+        self._fresh_models()
         canonical = self.kb.resolve_department(name)
         if canonical is None:
             raise UnknownDepartmentError(name, self.kb.department_names, field=field)

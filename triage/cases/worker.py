@@ -43,7 +43,13 @@ class Leadership:
                     self._conn.exec_driver_sql("SELECT 1")  # the lock lives as long as this session
                     return True
                 conn = self._engine.connect()
-                if conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": SWEEPER_LOCK}).scalar():
+                try:
+                    got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": SWEEPER_LOCK}).scalar()
+                except SQLAlchemyError:
+                    conn.invalidate()
+                    conn.close()
+                    raise
+                if got:
                     self._conn = conn
                     log.info("this process sweeps the drafting queue")
                     return True

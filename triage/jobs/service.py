@@ -61,19 +61,23 @@ class _Run:
 
 
 class _Active:
-    """How many of a worker's lanes are still running."""
+    """The lanes of a worker still running, for a lane deciding whether it may leave the rest to others."""
 
-    def __init__(self, n: int) -> None:
-        self._n = n
+    def __init__(self, names: Sequence[str]) -> None:
+        self._names = set(names)
         self._lock = threading.Lock()
 
-    def leave(self) -> None:
+    def leave(self, name: str) -> None:
         with self._lock:
-            self._n -= 1
+            self._names.discard(name)
 
-    def alone(self) -> bool:
+    def try_leave(self, name: str) -> bool:
+        """Leave if another lane stays (checked and done at once, so the last lane never leaves)."""
         with self._lock:
-            return self._n <= 1
+            if len(self._names) > 1:
+                self._names.discard(name)
+                return True
+            return False
 
 
 class JobService:
@@ -367,22 +371,36 @@ class JobService:
         return self.summary(job_id)
 
     def _lanes(self, runs: list[_Run], size: int, progress: Progress | None, stop: threading.Event | None) -> None:
-        active = _Active(len(runs))
+        """Run the lanes; one failing (or the caller's stop, or an interrupt) stops them all after their
+        current chunk, and the first error is raised here, as a single-lane worker would raise it. The
+        items a failed lane held keep their leases only while this worker's heartbeat runs."""
+        active = _Active([run.worker for run in runs])
+        halt = threading.Event()
         errors: list[BaseException] = []
 
         def lane(run: _Run) -> None:
             try:
-                self._loop(run, size, progress, stop, siblings=active)
+                self._loop(run, size, progress, halt, siblings=active)
             except BaseException as exc:  # re-raised in the caller's thread below
                 errors.append(exc)
+                halt.set()
             finally:
-                active.leave()
+                active.leave(run.worker)
 
         threads = [threading.Thread(target=lane, args=(run,), name=f"retriage-{run.worker}") for run in runs]
         for t in threads:
             t.start()
-        for t in threads:
-            t.join()
+        try:
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.5)
+                    if stop is not None and stop.is_set():
+                        halt.set()
+        except BaseException:  # Ctrl-C lands here, in the caller's thread: stop the lanes, then re-raise
+            halt.set()
+            for t in threads:
+                t.join()
+            raise
         if errors:
             raise errors[0]
 
@@ -406,7 +424,7 @@ class JobService:
                     self._process_isolating(run, claimed)
                 elif self._finish_if_complete(job_id):
                     break
-                elif siblings is not None and not siblings.alone():
+                elif siblings is not None and siblings.try_leave(run.worker):
                     break  # the other lanes finish what is in flight and wait for other workers
                 else:  # items leased by other workers: wait for them to finish or their leases to lapse
                     time.sleep(min(1.0, self.lease.total_seconds()))
