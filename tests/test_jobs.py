@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -280,70 +282,93 @@ def test_llm_job_runs_concurrently_and_falls_back_per_item(small_backlog: Backlo
         server.stop()
 
 
-def test_llm_job_lanes_never_exceed_the_concurrency(builtin_dir: Path, tmp_path: Path) -> None:
-    """On PostgreSQL a worker keeps several chunks in flight (lanes, each under a worker name of its
-    own) so the endpoint is not idle between chunks; together they never make more than `concurrency`
-    calls at once, and every item is drafted exactly once."""
-    server = ScriptedOpenAI(latency_s=0.05, default=Step.answer(GOOD)).start()
+@contextmanager
+def _pg_llm_jobs(
+    builtin_dir: Path, root: Path, latency_s: float
+) -> Iterator[tuple[Backlog, JobService, ScriptedOpenAI]]:
+    """60 drafted cases in a fresh PostgreSQL database, and a job service drafting with the scripted LLM."""
+    server = ScriptedOpenAI(latency_s=latency_s, default=Step.answer(GOOD)).start()
     try:
         with fresh_postgres_database() as url:
-            backlog = _backlog(builtin_dir, tmp_path, url, 60)
+            backlog = _backlog(builtin_dir, root, url, 60)
             try:
                 settings = llm_settings(backlog.settings.data_dir, server, database_url=url, llm_max_retries=0)
                 ws, jobs = backlog.jobs(settings)
                 with ws:
-                    for concurrency in (1, 3):
-                        server.max_in_flight = 0
-                        job = jobs.create(NewJob(filters=JobFilters(undecided=True)), actor="t")
-                        summary = jobs.work(job.id, concurrency=concurrency, chunk=4, worker="w")
-                        assert summary.done == 60 and summary.failed == 0
-                        assert server.max_in_flight == concurrency
-                        drafts = _job_drafts(backlog, job.id)
-                        assert len(drafts) == 60 and set(drafts.values()) == {1}
-                        with backlog.engine.connect() as conn:
-                            lanes = set(
-                                conn.execute(
-                                    sa.text("SELECT DISTINCT worker FROM job_items WHERE job_id = :j"), {"j": job.id}
-                                ).scalars()
-                            )
-                        assert len(lanes) >= 2 and all(w.startswith("w.") for w in lanes), lanes
+                    yield backlog, jobs, server
             finally:
                 backlog.engine.dispose()
     finally:
         server.stop()
+
+
+def test_llm_job_lanes_never_exceed_the_concurrency(builtin_dir: Path, tmp_path: Path) -> None:
+    """On PostgreSQL a worker keeps several chunks in flight (lanes, each under a worker name of its
+    own) so the endpoint is not idle between chunks; together they never make more than `concurrency`
+    calls at once, and every item is drafted exactly once."""
+    with _pg_llm_jobs(builtin_dir, tmp_path, latency_s=0.05) as (backlog, jobs, server):
+        for concurrency in (1, 3):
+            server.max_in_flight = 0
+            job = jobs.create(NewJob(filters=JobFilters(undecided=True)), actor="t")
+            summary = jobs.work(job.id, concurrency=concurrency, chunk=4, worker="w")
+            assert summary.done == 60 and summary.failed == 0
+            assert server.max_in_flight == concurrency
+            drafts = _job_drafts(backlog, job.id)
+            assert len(drafts) == 60 and set(drafts.values()) == {1}
+            with backlog.engine.connect() as conn:
+                lanes = set(
+                    conn.execute(
+                        sa.text("SELECT DISTINCT worker FROM job_items WHERE job_id = :j"), {"j": job.id}
+                    ).scalars()
+                )
+            assert len(lanes) >= 2 and all(w.startswith("w.") for w in lanes), lanes
 
 
 def test_llm_job_lanes_stop_together_and_the_job_resumes(builtin_dir: Path, tmp_path: Path) -> None:
     """Stopping a worker (its stop event: SIGTERM/Ctrl-C in the CLI) stops every lane after its chunk;
     a later worker finishes the job, each item drafted once."""
-    server = ScriptedOpenAI(latency_s=0.2, default=Step.answer(GOOD)).start()
-    try:
-        with fresh_postgres_database() as url:
-            backlog = _backlog(builtin_dir, tmp_path, url, 60)
-            try:
-                settings = llm_settings(backlog.settings.data_dir, server, database_url=url, llm_max_retries=0)
-                ws, jobs = backlog.jobs(settings)
-                with ws:
-                    job = jobs.create(NewJob(filters=JobFilters(undecided=True)), actor="t")
-                    stop = threading.Event()
-                    first: list[Any] = []
-                    runner = threading.Thread(
-                        target=lambda: first.append(jobs.work(job.id, concurrency=2, chunk=2, stop=stop))
-                    )
-                    runner.start()
-                    time.sleep(0.6)
-                    stop.set()
-                    runner.join(10)
-                    assert not runner.is_alive(), "the lanes did not stop"
-                    assert 0 < first[0].done < 60
-                    rest = jobs.work(job.id, concurrency=4, chunk=4)
-                    assert rest.done == 60 and rest.failed == 0
-                    drafts = _job_drafts(backlog, job.id)
-                    assert len(drafts) == 60 and set(drafts.values()) == {1}
-            finally:
-                backlog.engine.dispose()
-    finally:
-        server.stop()
+    with _pg_llm_jobs(builtin_dir, tmp_path, latency_s=0.2) as (backlog, jobs, _):
+        job = jobs.create(NewJob(filters=JobFilters(undecided=True)), actor="t")
+        stop = threading.Event()
+        first: list[Any] = []
+        runner = threading.Thread(target=lambda: first.append(jobs.work(job.id, concurrency=2, chunk=2, stop=stop)))
+        runner.start()
+        time.sleep(0.6)
+        stop.set()
+        runner.join(10)
+        assert not runner.is_alive(), "the lanes did not stop"
+        assert 0 < first[0].done < 60
+        rest = jobs.work(job.id, concurrency=4, chunk=4)
+        assert rest.done == 60 and rest.failed == 0
+        drafts = _job_drafts(backlog, job.id)
+        assert len(drafts) == 60 and set(drafts.values()) == {1}
+
+
+def test_cli_filters_select_the_cases_and_report_progress_and_changes(small_backlog: Backlog) -> None:
+    """Combined filters pick exactly their cases; without a terminal, progress comes as plain lines with
+    rate and ETA; the summary prints counts, the old -> new department matrix, problems, tokens, cost."""
+    moved = small_backlog.case_ids[0]
+    with small_backlog.engine.begin() as conn:  # an old draft that routed this case elsewhere
+        routed = conn.execute(sa.text("SELECT department FROM cases WHERE id = :i"), {"i": moved}).scalar_one()
+        elsewhere = "市民政局" if routed != "市民政局" else "市医保局"
+        conn.execute(sa.text("UPDATE cases SET department = :d WHERE id = :i"), {"d": elsewhere, "i": moved})
+    selected = small_backlog.scalar("SELECT count(*) FROM cases WHERE department = :d", d=elsewhere)
+    code, out, err = _run(
+        small_backlog,
+        *("retriage", "--department", elsewhere, "--status", "drafted", "--channel", "12345"),
+        *("--from", "2000-01-01", "--to", "2999-01-01"),
+        *("--concurrency", "2", "--rpm", "600", "--tpm", "100000"),
+    )
+    assert code == 0, err
+    job_id = out.split()[1].rstrip(":")
+    drafts = _job_drafts(small_backlog, job_id)
+    assert moved in drafts and len(drafts) == selected  # that department's cases, and only those
+    assert f"{selected} done, 0 failed, 0 skipped of {selected}" in out
+    now = small_backlog.scalar("SELECT department FROM cases WHERE id = :i", i=moved)
+    assert now == routed and f"  {elsewhere} -> {routed}: 1" in out
+    assert "typical problem changed on" in out and "tokens: 0 prompt + 0 completion; cost 0.0000" in out
+    progress = rf"job {job_id[:8]}: {selected}/{selected} \({selected} done, 0 failed, 0 skipped\) [\d.]+/s ETA"
+    assert re.search(progress, err), err
 
 
 def test_rate_limiter_holds_requests_and_tokens_per_minute() -> None:
