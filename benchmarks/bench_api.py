@@ -24,7 +24,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ import httpx
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_triage import synth
+from bench_triage import free_port, synth, vacuum
 from loadgen import Conn, run_clients
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -65,9 +64,7 @@ def main() -> None:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
         tmp = Path(tempfile.mkdtemp(prefix="bench-api-"))
     url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")},
         "TRIAGE_DATA_DIR": str(tmp / "ws"),
@@ -78,9 +75,7 @@ def main() -> None:
     proc: subprocess.Popen[bytes] | None = None
     chroma: subprocess.Popen[bytes] | None = None
     if args.workers > 1:  # several API processes share a Chroma server (over the same directory)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            chroma_port = s.getsockname()[1]
+        chroma_port = free_port()
         (tmp / "ws").mkdir(parents=True, exist_ok=True)
         chroma_cmd = [str(Path(sys.executable).parent / "chroma"), "run", "--path", str(tmp / "ws" / "chroma")]
         chroma_log = (tmp / "chroma.log").open("a")
@@ -151,10 +146,7 @@ def main() -> None:
 
             per = len(decide) // args.clients
             results["decisions"] = run_clients(("127.0.0.1", port), headers, args.clients, per, decision) if per else {}
-            # As after any bulk load (PostgreSQL's own advice): refresh planner statistics and the
-            # visibility map, which autovacuum would otherwise do some minutes later.
-            with sa.create_engine(url, isolation_level="AUTOCOMMIT").connect() as conn:
-                conn.execute(sa.text("VACUUM ANALYZE"))
+            vacuum(url)
         departments = [d["name"] for d in http.get("/departments").json()]
         stats = http.get("/stats").json()
         print(f"queue: {stats['by_status']}", flush=True)

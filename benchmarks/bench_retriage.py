@@ -30,7 +30,7 @@ from pydantic import SecretStr
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_triage import synth  # noqa: E402
+from bench_triage import synth, vacuum  # noqa: E402
 
 from triage.cases.models import NewUser  # noqa: E402
 from triage.cases.service import CaseService  # noqa: E402
@@ -48,15 +48,6 @@ SERVE = (
     "server = ScriptedOpenAI(latency_s=0.3, default=Step.answer(GOOD)).start();"
     "print(server.base_url, flush=True); time.sleep(10**6)"
 )
-
-
-def vacuum(url: str) -> None:
-    """Between runs, as after any bulk write (PostgreSQL's advice): otherwise autovacuum cleans up the
-    previous run's 10,000 updated cases during the next one, on the same 2 cores."""
-    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(sa.text("VACUUM ANALYZE"))
-    engine.dispose()
 
 
 def workers(env: dict[str, str], job_id: str, n: int, *extra: str) -> float:

@@ -16,6 +16,7 @@ import argparse
 import json
 import random
 import resource
+import socket
 import statistics
 import subprocess
 import sys
@@ -75,6 +76,23 @@ def synth(rng: random.Random, n: int) -> list[tuple[str, str, str]]:
         text = f"{rng.choice(OPENERS)}在{rng.choice(DISTRICTS)}办{item}，{body}。{rng.choice(CLOSERS)}"
         out.append((text, p.department, p.id))
     return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def vacuum(url: str) -> None:
+    """VACUUM ANALYZE a database, as PostgreSQL advises after a bulk write: fresh planner statistics and
+    visibility map now, rather than autovacuum doing it during the next measurement on the same cores."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text("VACUUM ANALYZE"))
+    engine.dispose()
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
+from bench_triage import percentile
+
 
 class HttpError(RuntimeError):
     pass
@@ -68,11 +70,6 @@ class Conn:
 
 
 Call = Callable[[Conn, int], Awaitable[int]]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def _run(

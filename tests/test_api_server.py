@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -17,7 +16,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import fresh_postgres_database
+from tests.conftest import free_port, fresh_postgres_database
 
 TEXT = "随申办租房提取公积金提交了三次都被退回，说租赁合同没有备案，可合同早就备案了，能不能别让我反复上传"
 
@@ -40,19 +39,13 @@ class Server:
         return {"Authorization": f"Bearer {done.stdout.strip()}"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(
     builtin_dir: Path, tmp_path_factory: pytest.TempPathFactory, tiktoken_cache: Path | None
 ) -> Iterator[Server]:
     data_dir = tmp_path_factory.mktemp("serve") / "ws"
     shutil.copytree(builtin_dir, data_dir)
-    port = _free_port()
+    port = free_port()
     with fresh_postgres_database() as url:
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")},
@@ -162,7 +155,7 @@ def test_readme_run_command_serves_the_demo_on_embedded_defaults(
     """`make run` is `triage serve --demo`: SQLite and embedded Chroma in the data dir, a printed key."""
     data_dir = tmp_path / "ws"
     shutil.copytree(builtin_dir, data_dir)
-    port = _free_port()
+    port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")},
         "TRIAGE_DATA_DIR": str(data_dir),

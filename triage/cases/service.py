@@ -206,7 +206,7 @@ class CaseService:
         if existing is None:
             try:
                 with self._write() as s:
-                    row = self._insert_row(s, complaint, user=user, batch_id=None)
+                    row = self._insert(s, complaint, user=user, batch_id=None)
             except IntegrityError:  # the same external id, committed a moment ago by another request
                 existing = self._existing({0: complaint}, user)[0]
         if existing is not None:
@@ -253,7 +253,7 @@ class CaseService:
                                     "in this batch"
                                 )
                         if known is None:
-                            known = self._insert(s, c, user=user, batch_id=batch_id)
+                            known = self._insert(s, c, user=user, batch_id=batch_id).id
                             created += 1
                             if c.external_id:
                                 seen[c.external_id] = (known, c.text)
@@ -307,10 +307,7 @@ class CaseService:
             found[i] = row.id
         return found
 
-    def _insert(self, s: Session, c: Complaint, *, user: User, batch_id: str | None) -> str:
-        return self._insert_row(s, c, user=user, batch_id=batch_id).id
-
-    def _insert_row(self, s: Session, c: Complaint, *, user: User, batch_id: str | None) -> CaseRow:
+    def _insert(self, s: Session, c: Complaint, *, user: User, batch_id: str | None) -> CaseRow:
         now = utcnow()
         row = CaseRow(
             id=str(uuid.uuid4()),
