@@ -7,11 +7,14 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from tests.conftest import ApiHarness, running_api
+from triage.cases.models import CaseDetail
+from triage.models import Complaint, Draft
 from triage.settings import Settings
 from vectorstore.store import CASES
 
@@ -413,6 +416,59 @@ def test_concurrent_approvals_exactly_one_wins(api: ApiHarness) -> None:
     assert outcomes == ["stale"] * 5 + ["won"]
     audit = api.client.get(f"/cases/{case['id']}/audit", headers=admin).json()
     assert [e["action"] for e in audit].count("approve") == 1
+
+
+def test_concurrent_single_ingests_share_their_work_and_each_gets_its_own_case(
+    api: ApiHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrent ingests are stored, drafted and answered together; each still gets exactly its own
+    case, drafted once, answered as a read would show it. Two requests racing with one new external id
+    end as one case: one is created, the other finds it."""
+    admin = _admin(api)
+    user = api.service.users.authenticate(admin["Authorization"].removeprefix("Bearer "))
+    pipeline = api.service.pipeline
+    triage_many, sizes, first = pipeline.triage_many, [], threading.Event()
+
+    def slow_first(complaints: list[Complaint], **kwargs: Any) -> list[Draft]:
+        sizes.append(len(complaints))
+        if not first.is_set():  # the first call holds on, so the other requests queue up behind it
+            first.set()
+            time.sleep(1.0)
+        return triage_many(complaints, **kwargs)
+
+    monkeypatch.setattr(pipeline, "triage_many", slow_first)
+    tag = uuid.uuid4().hex[:6]
+
+    def ingest_all(complaints: list[Complaint]) -> list[tuple[CaseDetail, bool]]:
+        start = threading.Barrier(len(complaints))
+
+        def one(c: Complaint) -> tuple[CaseDetail, bool]:
+            start.wait()
+            return api.service.ingest(c, user=user)
+
+        with ThreadPoolExecutor(len(complaints)) as pool:
+            return list(pool.map(one, complaints))
+
+    texts = [f"{GJJ}（{tag}-{i}）" if i % 2 else f"{PASSPORT}（{tag}-{i}）" for i in range(12)]
+    done = ingest_all([Complaint(text=t, channel="12345") for t in texts])
+    assert sum(sizes) == 12 and max(sizes) > 1, sizes  # grouped, and every complaint drafted once
+    assert all(created for _, created in done)
+    details = [d for d, _ in done]
+    assert len({d.id for d in details}) == 12
+    for text, d in zip(texts, details, strict=True):
+        assert d.complaint.text == text and d.status == "drafted" and d.draft_no == 1
+        assert d == api.service.get(d.id, user=user)
+        trail = [e.action for e in api.service.audit(d.id, user=user)]
+        assert trail == ["ingest", "draft"]
+
+    ext = f"RACE-{tag}"
+    racing = [Complaint(text=GJJ, channel="12345", external_id=ext)] * 2
+    others = [Complaint(text=f"{PASSPORT}（{tag}-more-{i}）", channel="12345") for i in range(4)]
+    done = ingest_all(racing + others)
+    (a, a_new), (b, b_new) = done[:2]
+    assert a.id == b.id and sorted([a_new, b_new]) == [False, True]
+    assert all(created for _, created in done[2:]) and len({d.id for d, _ in done}) == 5
+    assert all(d.status == "drafted" for d, _ in done)
 
 
 def test_external_ids_belong_to_their_submitter(api: ApiHarness) -> None:

@@ -99,17 +99,23 @@ def summary(row: CaseRow) -> CaseSummary:
 
 
 def detail(s: Session, row: CaseRow, user: User) -> CaseDetail:
-    drafts = list(s.scalars(select(DraftRow).where(DraftRow.case_id == row.id).order_by(DraftRow.number)))
+    drafts = s.scalars(select(DraftRow).where(DraftRow.case_id == row.id).order_by(DraftRow.number))
     decisions = list(s.scalars(select(DecisionRow).where(DecisionRow.case_id == row.id).order_by(DecisionRow.id)))
-    versions = [
-        DraftVersion(
-            number=d.number,
-            created_at=_aware(d.created_at),
-            created_by=d.created_by,
-            draft=Draft.model_validate(d.body),
-        )
-        for d in drafts
-    ]
+    return detail_of(row, [draft_version(d) for d in drafts], decisions, user)
+
+
+def draft_version(d: DraftRow, draft: Draft | None = None) -> DraftVersion:
+    """A stored draft version; pass `draft` when it is at hand, to skip parsing the stored body."""
+    return DraftVersion(
+        number=d.number,
+        created_at=_aware(d.created_at),
+        created_by=d.created_by,
+        draft=draft if draft is not None else Draft.model_validate(d.body),
+    )
+
+
+def detail_of(row: CaseRow, versions: list[DraftVersion], decisions: list[DecisionRow], user: User) -> CaseDetail:
+    """The case as `user` sees it, from its row, draft versions and decisions."""
     current = next((v.draft for v in versions if v.number == row.draft_no), None)
     return CaseDetail(
         **summary(row).model_dump(),

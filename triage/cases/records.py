@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -25,26 +26,44 @@ UNDECIDED = frozenset({CaseStatus.NEW, CaseStatus.DRAFTED, CaseStatus.REASSIGNED
 
 
 def add_draft(s: Session, row: CaseRow, draft: Draft, *, actor: str, action: str, keep_decision: bool = False) -> None:
-    """Store `draft` as the case's next version, in the caller's transaction.
+    """Store `draft` as the case's next version, in the caller's transaction (see add_drafts)."""
+    add_drafts(s, [(row, draft)], actor=actor, action=action, keep_decision=keep_decision)
+
+
+def add_drafts(
+    s: Session, drafted: Sequence[tuple[CaseRow, Draft]], *, actor: str, action: str, keep_decision: bool = False
+) -> list[DraftRow]:
+    """Store each draft as its case's next version, in the caller's transaction, with one flush for all.
 
     It becomes the working draft: status drafted; department (unless a person chose it), typical
     problem and confidence follow it. With `keep_decision` (batch jobs) an approved, rejected or
     closed case keeps its state, department and decision, and the new version sits beside them.
+    Returns the new draft rows, in order.
     """
-    before = snapshot(row)
-    number = row.draft_no + 1
-    s.add(DraftRow(case_id=row.id, number=number, created_by=actor, body=draft.model_dump(mode="json")))
-    row.draft_no = number
-    if not keep_decision or CaseStatus(row.status) in UNDECIDED:
-        row.status = CaseStatus.DRAFTED.value
-        if row.assigned_by is None:  # a person's choice of department outlives re-drafting
-            row.department = draft.department
-        row.typical_problem_id = draft.typical_problem.id if draft.typical_problem else None
-        row.confidence = draft.confidence
-        row.draft_error = None
-    row.updated_at = utcnow()
-    s.flush()
-    audit(s, row, actor=actor, action=action, changes=diff(before, snapshot(row)))
+    now = utcnow()
+    befores, versions = [], []
+    with s.no_autoflush:  # one UPDATE per case, so one version step each
+        for row, draft in drafted:
+            befores.append(snapshot(row))
+            number = row.draft_no + 1
+            version = DraftRow(
+                case_id=row.id, number=number, created_at=now, created_by=actor, body=draft.model_dump(mode="json")
+            )
+            s.add(version)
+            versions.append(version)
+            row.draft_no = number
+            if not keep_decision or CaseStatus(row.status) in UNDECIDED:
+                row.status = CaseStatus.DRAFTED.value
+                if row.assigned_by is None:  # a person's choice of department outlives re-drafting
+                    row.department = draft.department
+                row.typical_problem_id = draft.typical_problem.id if draft.typical_problem else None
+                row.confidence = draft.confidence
+                row.draft_error = None
+            row.updated_at = now
+    s.flush()  # UPDATE ... WHERE version = :read; a case changed meanwhile -> StaleDataError
+    for (row, _), before in zip(drafted, befores, strict=True):
+        audit(s, row, actor=actor, action=action, changes=diff(before, snapshot(row)))
+    return versions
 
 
 def audit(s: Session, row: CaseRow, *, actor: str, action: str, changes: dict[str, Any]) -> None:

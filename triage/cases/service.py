@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,7 +40,7 @@ from triage.cases.models import (
     QueueStats,
     User,
 )
-from triage.cases.records import add_draft, audit, diff, snapshot
+from triage.cases.records import add_draft, add_drafts, audit, diff, snapshot
 from triage.cases.rows import BatchRow, CaseRow, DecisionRow, DraftRow, to_utc, utcnow
 from triage.cases.states import ACTION_ROLES, INGEST_ROLES, TRANSITIONS, Action, CaseStatus, Role, allowed_actions
 from triage.cases.users import UserDirectory
@@ -66,6 +67,14 @@ FRESHNESS_CHECK_S = 1.0  # how often a process looks for models rebuilt by anoth
 RETRY_QUEUED_AFTER = timedelta(seconds=60)  # a single ingest drafts in-request; only stragglers are swept
 
 
+@dataclass(frozen=True)
+class _Ingested:
+    """What became of one complaint of a (grouped) single ingest."""
+
+    case_id: str | None  # None: its external id was committed meanwhile by another request
+    detail: CaseDetail | None = None  # the drafted case as its submitter sees it; None: read it again
+
+
 class CaseService:
     """Built once per process from an engine and a pipeline; thread-safe."""
 
@@ -81,9 +90,13 @@ class CaseService:
         self._write_lock: threading.Lock | None = threading.Lock() if engine.dialect.name == "sqlite" else None
         self._models = ReadWriteLock()  # triage and indexing read the models; a reindex replaces them
         self._indexer: GroupCall[PastCase, None] = GroupCall(self._index_approved)
-        # Offline drafting batches well (retrieval and routing are vectorised): concurrent ingests share
-        # one triage_many call. LLM drafting is one network call per complaint, so it is not grouped.
+        # Offline drafting batches well (retrieval and routing are vectorised): concurrent drafting shares
+        # one triage_many call, and concurrent single ingests share their two transactions as well. LLM
+        # drafting is one network call per complaint, so it is not grouped.
         self._triage: GroupCall[Complaint, Draft] | None = None if pipeline.llm else GroupCall(self._triage_many)
+        self._ingester: GroupCall[tuple[Complaint, User], _Ingested] | None = (
+            None if pipeline.llm else GroupCall(self._ingest_many)
+        )
 
     # -- plumbing --------------------------------------------------------------------------
     @contextmanager
@@ -204,30 +217,40 @@ class CaseService:
         self._require_ingest(user)
         existing = self._existing({0: complaint}, user).get(0)
         if existing is None:
-            try:
-                with self._write() as s:
-                    row = self._insert(s, complaint, user=user, batch_id=None)
-            except IntegrityError:  # the same external id, committed a moment ago by another request
-                existing = self._existing({0: complaint}, user)[0]
-        if existing is not None:
-            return self.get(existing, user=user), False
-        # The complaint is committed; now draft it from the row just written (no re-read), and build
-        # the answer inside the draft's own transaction.
+            entry = [(complaint, user)]
+            [done] = self._ingester.submit(entry) if self._ingester else self._ingest_many(entry)
+            if done.detail is not None:
+                return done.detail, True
+            if done.case_id is not None:  # stored, but not drafted here: as it is now
+                return self.get(done.case_id, user=user), True
+            existing = self._existing({0: complaint}, user)[0]  # committed a moment ago by another request
+        return self.get(existing, user=user), False
+
+    def _ingest_many(self, entries: list[tuple[Complaint, User]]) -> list[_Ingested]:
+        """Store complaints (one transaction), draft them together, store the drafts (one transaction)
+        and answer each from what was written, without reading it back."""
         try:
-            [draft] = self._drafts([queries.complaint_of(row)])
-        except Exception as exc:  # the complaint stays stored; the reason goes on the case
-            log.exception("drafting failed for case %s", row.id)
-            self._record_draft_error(row.id, row.version, f"{type(exc).__name__}: {exc}")
-            return self.get(row.id, user=user), True
+            with self._write() as s:
+                rows = self._insert(s, entries, batch_id=None)
+        except IntegrityError:  # an external id committed meanwhile by another request
+            if len(entries) > 1:  # whose? each again on its own
+                return [self._ingest_many([entry])[0] for entry in entries]
+            return [_Ingested(None)]
+        # The complaints are committed; now draft them from the rows just written.
         try:
-            detail = self._save_draft(
-                row.id, row.version, draft, actor=SYSTEM, action="draft", expect=(CaseStatus.NEW,), reader=user
-            )
-        except (StaleVersionError, InvalidTransitionError):
-            log.info("case %s changed while being drafted; its new state stands", row.id)
-            return self.get(row.id, user=user), True
-        assert detail is not None
-        return detail, True
+            drafts = self._drafts([queries.complaint_of(r) for r in rows])
+        except Exception as exc:  # the complaints stay stored; the reason goes on each case
+            log.exception("drafting failed for %d case(s)", len(rows))
+            for r in rows:
+                self._record_draft_error(r.id, r.version, f"{type(exc).__name__}: {exc}")
+            return [_Ingested(r.id) for r in rows]
+        stored = self._store_drafts(list(zip(rows, drafts, strict=True)), actor=SYSTEM)
+        done = []
+        for r, draft, (_, user) in zip(rows, drafts, entries, strict=True):
+            hit = stored.get(r.id)
+            detail = queries.detail_of(hit[0], [queries.draft_version(hit[1], draft)], [], user) if hit else None
+            done.append(_Ingested(r.id, detail))
+        return done
 
     def ingest_batch(self, complaints: Sequence[Complaint], *, user: User) -> IngestReceipt:
         """Store a batch at once (one transaction); drafting happens later, in draft_pending()."""
@@ -235,42 +258,41 @@ class CaseService:
         for attempt in range(2):
             existing = self._existing(dict(enumerate(complaints)), user)
             batch_id = str(uuid.uuid4())
-            case_ids: list[str] = []
-            seen: dict[str, tuple[str, str]] = {}  # external id -> (case id, text), within the batch
-            fresh = [i for i in range(len(complaints)) if i not in existing]
+            slots: list[str | int] = []  # per complaint: a known case id, or its index in `new`
+            new: list[tuple[Complaint, User]] = []
+            seen: dict[str, tuple[int, str]] = {}  # external id -> (index in `new`, text), within the batch
+            for i, c in enumerate(complaints):
+                known = existing.get(i)
+                if known is not None:
+                    slots.append(known)
+                elif c.external_id in seen:
+                    index, text = seen[c.external_id]
+                    if text != c.text:
+                        raise IdempotencyError(
+                            f"complaints[{i}].external_id: '{c.external_id}' names two different complaints "
+                            "in this batch"
+                        )
+                    slots.append(index)
+                else:
+                    if c.external_id:
+                        seen[c.external_id] = (len(new), c.text)
+                    slots.append(len(new))
+                    new.append((c, user))
             try:
                 with self._write() as s:
-                    s.add(BatchRow(id=batch_id, submitted_by=user.name, total=0))
-                    s.flush()
-                    created = 0
-                    for i, c in enumerate(complaints):
-                        known = existing.get(i)
-                        if known is None and c.external_id in seen:
-                            known, text = seen[c.external_id]
-                            if text != c.text:
-                                raise IdempotencyError(
-                                    f"complaints[{i}].external_id: '{c.external_id}' names two different complaints "
-                                    "in this batch"
-                                )
-                        if known is None:
-                            known = self._insert(s, c, user=user, batch_id=batch_id).id
-                            created += 1
-                            if c.external_id:
-                                seen[c.external_id] = (known, c.text)
-                        case_ids.append(known)
                     # The batch's progress covers the cases it created; the others were drafted before.
-                    s.get_one(BatchRow, batch_id).total = created
+                    s.add(BatchRow(id=batch_id, submitted_by=user.name, total=len(new)))
+                    rows = self._insert(s, new, batch_id=batch_id)
             except IntegrityError as exc:  # an external id committed meanwhile by another request: look again
                 if attempt:
                     raise IdempotencyError("external ids of this batch were being stored concurrently; retry") from exc
                 continue
-            assert created <= len(fresh)
             return IngestReceipt(
                 batch_id=batch_id,
                 total=len(complaints),
-                created=created,
-                existing=len(complaints) - created,
-                case_ids=case_ids,
+                created=len(rows),
+                existing=len(complaints) - len(rows),
+                case_ids=[rows[x].id if isinstance(x, int) else x for x in slots],
             )
         raise AssertionError("unreachable")
 
@@ -307,30 +329,35 @@ class CaseService:
             found[i] = row.id
         return found
 
-    def _insert(self, s: Session, c: Complaint, *, user: User, batch_id: str | None) -> CaseRow:
+    def _insert(self, s: Session, entries: Sequence[tuple[Complaint, User]], *, batch_id: str | None) -> list[CaseRow]:
+        """New cases (status new), each with its ingest event, in the caller's transaction; one flush."""
         now = utcnow()
-        row = CaseRow(
-            id=str(uuid.uuid4()),
-            external_id=c.external_id,
-            text=c.text,
-            title=c.title,
-            channel=c.channel.value,
-            service_item=c.service_item,
-            rating=c.rating,
-            region=c.region,
-            contact=c.contact,
-            complained_at=to_utc(c.created_at),
-            status=CaseStatus.NEW.value,
-            draft_no=0,
-            batch_id=batch_id,
-            submitted_by=user.name,
-            received_at=now,
-            updated_at=now,
-        )
-        s.add(row)
-        s.flush()
-        audit(s, row, actor=user.name, action="ingest", changes={"status": [None, CaseStatus.NEW.value]})
-        return row
+        rows = [
+            CaseRow(
+                id=str(uuid.uuid4()),
+                external_id=c.external_id,
+                text=c.text,
+                title=c.title,
+                channel=c.channel.value,
+                service_item=c.service_item,
+                rating=c.rating,
+                region=c.region,
+                contact=c.contact,
+                complained_at=to_utc(c.created_at),
+                status=CaseStatus.NEW.value,
+                draft_no=0,
+                batch_id=batch_id,
+                submitted_by=user.name,
+                received_at=now,
+                updated_at=now,
+            )
+            for c, user in entries
+        ]
+        s.add_all(rows)
+        s.flush()  # the cases get their version here
+        for row in rows:
+            audit(s, row, actor=row.submitted_by, action="ingest", changes={"status": [None, CaseStatus.NEW.value]})
+        return rows
 
     # -- drafting --------------------------------------------------------------------------
     def draft_cases(self, case_ids: Sequence[str], *, actor: str) -> int:
@@ -349,14 +376,22 @@ class CaseService:
             for r in rows:
                 self._record_draft_error(r.id, r.version, reason)
             return 0
-        stored = 0
-        for r, d in zip(rows, drafts, strict=True):
-            try:
-                self._save_draft(r.id, r.version, d, actor=actor, action="draft", expect=(CaseStatus.NEW,))
-                stored += 1
-            except (StaleVersionError, InvalidTransitionError):
-                log.info("case %s changed while being drafted; its new state stands", r.id)
-        return stored
+        return len(self._store_drafts(list(zip(rows, drafts, strict=True)), actor=actor))
+
+    def _store_drafts(self, drafted: list[tuple[CaseRow, Draft]], *, actor: str) -> dict[str, tuple[CaseRow, DraftRow]]:
+        """Store first drafts in one transaction, for the cases still `new` and unchanged since their row
+        was read; a case changed meanwhile keeps its new state. Returns the stored cases and versions by id."""
+        wanted = {row.id: (row.version, draft) for row, draft in drafted}
+        todo = []
+        with self._write() as s:
+            for row in s.scalars(select(CaseRow).where(CaseRow.id.in_(wanted)).order_by(CaseRow.id).with_for_update()):
+                version, draft = wanted[row.id]
+                if row.version == version and row.status == CaseStatus.NEW.value:
+                    todo.append((row, draft))
+                else:
+                    log.info("case %s changed while being drafted; its new state stands", row.id)
+            versions = add_drafts(s, todo, actor=actor, action="draft")
+        return {row.id: (row, v) for (row, _), v in zip(todo, versions, strict=True)}
 
     def pending(self, limit: int, *, exclude: set[str]) -> list[str]:
         """Queued cases awaiting a first draft: batch cases, and single ones whose in-request draft was lost."""
@@ -399,10 +434,8 @@ class CaseService:
         action: str,
         expect: Sequence[CaseStatus],
         decision: Callable[[CaseRow], DecisionRow] | None = None,
-        reader: User | None = None,
-    ) -> CaseDetail | None:
-        """Store a draft version; with `reader`, also return the case as that user sees it, read in the
-        same transaction."""
+    ) -> None:
+        """Store a draft version of a case in one of the `expect`ed states, unchanged since `version`."""
         try:
             with self._write() as s:
                 row = s.get(CaseRow, case_id)
@@ -414,10 +447,6 @@ class CaseService:
                 if decision is not None:
                     s.add(decision(row))
                 add_draft(s, row, draft, actor=actor, action=action)
-                if reader is None:
-                    return None
-                s.flush()
-                return queries.detail(s, row, reader)
         except StaleDataError as exc:
             raise StaleVersionError(version, self._peek(case_id)) from exc
 
