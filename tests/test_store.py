@@ -41,7 +41,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def test_migrations_create_the_schema_at_head(database_url: str) -> None:
     engine = make_engine(database_url)
-    assert upgrade(engine) == "0003"  # idempotent: already at head
+    assert upgrade(engine) == "0004"  # idempotent: already at head
     tables = {"past_cases", "corpus_texts", "cases", "drafts", "decisions", "audit_events", "users", "api_keys"}
     assert tables | {"batches", "alembic_version"} <= set(sa.inspect(engine).get_table_names())
     engine.dispose()

@@ -63,6 +63,11 @@ class CaseRow(Base):
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
 
 
+# The queue by confidence: sort=-confidence walks it forwards, sort=confidence backwards. Revision 0004
+# creates it; on PostgreSQL with NULLS LAST, which SQLite's descending order has anyway.
+Index("ix_cases_department_status_confidence", CaseRow.department, CaseRow.status, CaseRow.confidence.desc())
+
+
 class DraftRow(Base):
     __tablename__ = "drafts"
     __table_args__ = (UniqueConstraint("case_id", "number", name="uq_drafts_case_number"),)
