@@ -16,7 +16,7 @@ from triage.pipeline import TriagePipeline
 from triage.settings import Settings
 from triage.workspace import Workspace
 from vectorstore import VectorIndex, make_client
-from vectorstore.store import CASES, PROBLEMS
+from vectorstore.store import CASES, HNSW_SYNC_THRESHOLD, PROBLEMS
 
 
 def test_collections_use_cosine_and_return_similarity(tmp_path: Path) -> None:
@@ -38,6 +38,7 @@ def test_collections_use_cosine_and_return_similarity(tmp_path: Path) -> None:
     assert {h.id: h.similarity for h in hits}["d"] == 0.0  # distance 2 clipped, never negative
     col = index.check("unit", embedder="fake:1")
     assert col.configuration["hnsw"]["space"] == "cosine"
+    assert col.configuration["hnsw"]["sync_threshold"] == HNSW_SYNC_THRESHOLD
 
 
 def openai_embedding_settings(data_dir: Path, server: ScriptedOpenAI) -> Settings:
@@ -48,6 +49,21 @@ def openai_embedding_settings(data_dir: Path, server: ScriptedOpenAI) -> Setting
         embedding_base_url=server.base_url,
         embedding_api_key="sk-test",
     )
+
+
+def test_a_collection_built_with_chromas_default_sync_threshold_is_tuned_when_opened(tmp_path: Path) -> None:
+    client = make_client(path=tmp_path / "chroma")
+    old = client.create_collection(
+        "triage_unit",
+        configuration={"hnsw": {"space": "cosine"}},
+        metadata={"embedder": "fake:1"},
+        embedding_function=None,
+    )
+    assert old.configuration["hnsw"]["sync_threshold"] == 1000  # Chroma's default
+    col = VectorIndex(client).check("unit", embedder="fake:1")
+    assert col.configuration["hnsw"]["sync_threshold"] == HNSW_SYNC_THRESHOLD
+    again = make_client(path=tmp_path / "chroma").get_collection("triage_unit", embedding_function=None)
+    assert again.configuration["hnsw"]["sync_threshold"] == HNSW_SYNC_THRESHOLD  # stored, not only in memory
 
 
 def test_querying_with_another_embedder_names_reindex(workspace_dir: Path, llm_server: ScriptedOpenAI) -> None:
@@ -109,6 +125,8 @@ def test_chroma_server_mode(tmp_path: Path, chroma_server: str) -> None:
     assert ws.index.count(PROBLEMS) == len(ws.kb.problems)
     ws.add_past_cases([PastCase(id="S1", text="出入境预约暑假约不到号", department="市公安局")])
     assert ws.index.count(CASES) == 1
+    cases = ws.index.check(CASES, embedder=ws.embedder.fingerprint)
+    assert cases.configuration["hnsw"]["sync_threshold"] == HNSW_SYNC_THRESHOLD
     draft = TriagePipeline.from_settings(settings, ws).triage(complaint("暑假办护照预约不到号"))
     ws.close()
     assert draft.department == "市公安局"
