@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
+import weakref
 from pathlib import Path
 
 from triage.models import PastCase
 from triage.settings import Settings
-from triage.workspace import Workspace
+from triage.workspace import Workspace, settle_heap
 from vectorstore.store import CASES
 
 
@@ -33,3 +35,25 @@ def test_lost_index_is_rebuilt_from_the_database(workspace_dir: Path) -> None:
     with Workspace.open(settings) as ws:
         assert ws.index.count(CASES) == 3
         assert {c.id for c in ws.past_cases()} == {"W0", "W1", "W2"}
+
+
+class _Model:
+    """Stands in for loaded models; it refers to itself, so only the cyclic collector can free it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_settle_heap_hides_what_is_alive_from_full_collections_and_frees_it_once_replaced() -> None:
+    model = _Model()
+    alive = weakref.ref(model)
+    try:
+        settle_heap()
+        assert gc.get_freeze_count() > 0
+        del model
+        gc.collect()
+        assert alive() is not None  # frozen: full collections no longer walk it
+        settle_heap()  # as after loading new models: what was frozen before is collected first
+        assert alive() is None
+    finally:
+        gc.unfreeze()

@@ -12,6 +12,7 @@ The database is the source of truth; the Chroma collections are an index rebuilt
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import uuid
@@ -33,6 +34,23 @@ from vectorstore.embedders import Matrix, SparseMatrix
 from vectorstore.store import CASES, PROBLEMS
 
 log = logging.getLogger(__name__)
+
+
+def settle_heap() -> None:
+    """Hide the objects alive now from the cyclic garbage collector: the loaded models, the libraries.
+
+    A long-running process (the API) keeps them for its whole life, and every full collection walked
+    them all: measured in the API under load, about 240,000 objects and a 140 ms pause every few
+    seconds, for nothing collected (a queue request's p99 was 170 ms with a p95 of 50 ms). Frozen, a
+    full collection took 2 ms. Call it once the models are loaded, and again after replacing them:
+    what an earlier call froze is unfrozen and collected first, so replaced models are freed.
+    Reference counting frees frozen objects as usual.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 

@@ -59,6 +59,7 @@ from triage.locks import GroupCall, ReadWriteLock
 from triage.models import Complaint, Draft, PastCase
 from triage.pipeline import TriagePipeline
 from triage.store import PastCaseRow
+from triage.workspace import settle_heap
 
 log = logging.getLogger(__name__)
 SYSTEM = "triage"  # the actor of automatic drafts
@@ -142,6 +143,7 @@ class CaseService:
             with self._models.write():
                 if self.pipeline.ws.stale():
                     self.pipeline.ws.reload()
+                    settle_heap()
 
     def ping(self) -> None:
         with self._read() as s:
@@ -181,6 +183,7 @@ class CaseService:
         """Rebuild the index and retrain routing from the database; triage waits meanwhile."""
         with self._models.write():
             self.pipeline.ws.reindex()
+            settle_heap()
             return dict(vars(self.pipeline.ws.stats()))
 
     # -- reads -----------------------------------------------------------------------------

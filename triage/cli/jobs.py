@@ -20,11 +20,13 @@ STATUSES = ["new", "drafted", "approved", "rejected", "reassigned", "closed"]
 
 def _open(ctx: click.Context) -> Any:
     from triage.jobs.service import JobService
-    from triage.workspace import Workspace
+    from triage.workspace import Workspace, settle_heap
 
     settings = settings_from(root_context(ctx))
     ws = Workspace.open(settings)
-    return ws, JobService.for_workspace(settings, ws)
+    service = JobService.for_workspace(settings, ws)
+    settle_heap()  # a run over a backlog is long: keep the models out of every full collection
+    return ws, service
 
 
 class _Reporter:
