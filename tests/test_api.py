@@ -13,7 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import ApiHarness, running_api
-from triage.cases.models import CaseDetail
+from triage.cases.models import CaseDetail, User
+from triage.errors import StoreError
 from triage.models import Complaint, Draft
 from triage.settings import Settings
 from vectorstore.store import CASES
@@ -418,40 +419,55 @@ def test_concurrent_approvals_exactly_one_wins(api: ApiHarness) -> None:
     assert [e["action"] for e in audit].count("approve") == 1
 
 
-def test_concurrent_single_ingests_share_their_work_and_each_gets_its_own_case(
-    api: ApiHarness, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _ingest_together(
+    api: ApiHarness, user: User, complaints: list[Complaint]
+) -> tuple[list[tuple[CaseDetail, bool] | Exception], list[int]]:
+    """Ingest complaints from concurrent requests. The first drafting of one of them is held for a second,
+    so the other requests queue up behind it and are handled as one group. Returns each request's
+    outcome (or exception) and how many of these complaints each drafting call carried."""
+    pipeline = api.service.pipeline
+    triage_many, sizes, first = pipeline.triage_many, [], threading.Event()
+    texts = {c.text for c in complaints}
+
+    def held(batch: list[Complaint], **kwargs: Any) -> list[Draft]:
+        ours = sum(c.text in texts for c in batch)  # the background drafter may draft other cases meanwhile
+        if ours:
+            sizes.append(ours)
+            if not first.is_set():
+                first.set()
+                time.sleep(1.0)
+        return triage_many(batch, **kwargs)
+
+    start = threading.Barrier(len(complaints))
+
+    def one(c: Complaint) -> tuple[CaseDetail, bool] | Exception:
+        start.wait()
+        try:
+            return api.service.ingest(c, user=user)
+        except Exception as exc:
+            return exc
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "triage_many", held)
+        with ThreadPoolExecutor(len(complaints)) as pool:
+            return list(pool.map(one, complaints)), sizes
+
+
+def _created(outcomes: list[tuple[CaseDetail, bool] | Exception]) -> list[tuple[CaseDetail, bool]]:
+    assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
+    return [o for o in outcomes if not isinstance(o, Exception)]
+
+
+def test_concurrent_single_ingests_share_their_work_and_each_gets_its_own_case(api: ApiHarness) -> None:
     """Concurrent ingests are stored, drafted and answered together; each still gets exactly its own
     case, drafted once, answered as a read would show it. Two requests racing with one new external id
     end as one case: one is created, the other finds it."""
-    admin = _admin(api)
-    user = api.service.users.authenticate(admin["Authorization"].removeprefix("Bearer "))
-    pipeline = api.service.pipeline
-    triage_many, sizes, first = pipeline.triage_many, [], threading.Event()
-
-    def slow_first(complaints: list[Complaint], **kwargs: Any) -> list[Draft]:
-        sizes.append(len(complaints))
-        if not first.is_set():  # the first call holds on, so the other requests queue up behind it
-            first.set()
-            time.sleep(1.0)
-        return triage_many(complaints, **kwargs)
-
-    monkeypatch.setattr(pipeline, "triage_many", slow_first)
+    user = api.service.users.authenticate(_admin(api)["Authorization"].removeprefix("Bearer "))
     tag = uuid.uuid4().hex[:6]
-
-    def ingest_all(complaints: list[Complaint]) -> list[tuple[CaseDetail, bool]]:
-        start = threading.Barrier(len(complaints))
-
-        def one(c: Complaint) -> tuple[CaseDetail, bool]:
-            start.wait()
-            return api.service.ingest(c, user=user)
-
-        with ThreadPoolExecutor(len(complaints)) as pool:
-            return list(pool.map(one, complaints))
-
     texts = [f"{GJJ}（{tag}-{i}）" if i % 2 else f"{PASSPORT}（{tag}-{i}）" for i in range(12)]
-    done = ingest_all([Complaint(text=t, channel="12345") for t in texts])
+    outcomes, sizes = _ingest_together(api, user, [Complaint(text=t, channel="12345") for t in texts])
     assert sum(sizes) == 12 and max(sizes) > 1, sizes  # grouped, and every complaint drafted once
+    done = _created(outcomes)
     assert all(created for _, created in done)
     details = [d for d, _ in done]
     assert len({d.id for d in details}) == 12
@@ -461,14 +477,47 @@ def test_concurrent_single_ingests_share_their_work_and_each_gets_its_own_case(
         trail = [e.action for e in api.service.audit(d.id, user=user)]
         assert trail == ["ingest", "draft"]
 
-    ext = f"RACE-{tag}"
-    racing = [Complaint(text=GJJ, channel="12345", external_id=ext)] * 2
+    racing = [Complaint(text=GJJ, channel="12345", external_id=f"RACE-{tag}")] * 2
     others = [Complaint(text=f"{PASSPORT}（{tag}-more-{i}）", channel="12345") for i in range(4)]
-    done = ingest_all(racing + others)
+    done = _created(_ingest_together(api, user, racing + others)[0])
     (a, a_new), (b, b_new) = done[:2]
     assert a.id == b.id and sorted([a_new, b_new]) == [False, True]
     assert all(created for _, created in done[2:]) and len({d.id for d, _ in done}) == 5
     assert all(d.status == "drafted" for d, _ in done)
+
+
+def test_a_complaint_the_database_refuses_fails_its_own_request_only(api: ApiHarness) -> None:
+    """One complaint of a group fails where it is written: the others are stored and drafted as usual,
+    and its caller alone gets the error, which carries none of the other complaints' data."""
+    user = api.service.users.authenticate(_admin(api)["Authorization"].removeprefix("Bearer "))
+    tag = uuid.uuid4().hex[:6]
+    refused = f"（拒收{tag}）"
+
+    def refuse(conn: sa.Connection, cursor: object, statement: str, parameters: object, *args: object) -> None:
+        if statement.startswith("INSERT INTO cases") and refused in repr(parameters):
+            raise conn.dialect.loaded_dbapi.DataError("value too long for the column")  # as the driver would
+
+    complaints = [Complaint(text=f"{PASSPORT}（{tag}-{i}）", channel="12345") for i in range(5)]
+    complaints.insert(3, Complaint(text=f"{GJJ}{refused}", channel="12345"))
+    sa.event.listen(api.service.engine, "before_cursor_execute", refuse)
+    try:
+        outcomes, _ = _ingest_together(api, user, complaints)
+    finally:
+        sa.event.remove(api.service.engine, "before_cursor_execute", refuse)
+    error = outcomes.pop(3)
+    assert isinstance(error, StoreError) and PASSPORT not in str(error) and refused not in str(error)
+    done = _created(outcomes)
+    assert all(created and d.status == "drafted" for d, created in done) and len({d.id for d, _ in done}) == 5
+    listed = api.client.get("/cases", params={"text": refused}, headers=_admin(api)).json()
+    assert listed["total"] == 0  # the refused complaint was not stored, half or whole
+
+
+def test_complaint_fields_are_checked_against_what_the_database_can_hold(api: ApiHarness) -> None:
+    admin = _admin(api)
+    body = {"text": "证明材料\u0000", "region": "区" * 101, "contact": "1" * 201}
+    response = api.client.post("/cases", json=body, headers=admin)
+    assert response.status_code == 422
+    assert sorted(e["field"] for e in response.json()["errors"]) == ["body.contact", "body.region", "body.text"]
 
 
 def test_external_ids_belong_to_their_submitter(api: ApiHarness) -> None:

@@ -79,9 +79,9 @@ class Complaint(BaseModel):
     channel: Channel = Channel.OTHER
     service_item: str | None = None
     rating: int | None = Field(None, ge=1, le=5)
-    region: str | None = None
+    region: str | None = Field(None, max_length=100)  # the lengths are the case table's columns
     created_at: datetime | None = None
-    contact: str | None = None
+    contact: str | None = Field(None, max_length=200)
     external_id: str | None = Field(None, max_length=200)
 
     @field_validator("text")
@@ -107,6 +107,13 @@ class Complaint(BaseModel):
     def _blank_to_none(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
             return None
+        return value
+
+    @field_validator("text", "title", "service_item", "region", "contact", "external_id")
+    @classmethod
+    def _storable(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:  # PostgreSQL cannot store it in text
+            raise ValueError("contains a NUL character (\\x00)")
         return value
 
 

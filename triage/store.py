@@ -76,7 +76,8 @@ def make_engine(url: str) -> Engine:
         sqlite = url.startswith("sqlite")
         # The API serves up to 40 requests at once (Starlette's thread pool), plus background drafters.
         pool = {} if sqlite else {"pool_size": 40, "max_overflow": 10, "pool_timeout": 10}
-        engine = create_engine(url, pool_pre_ping=True, **pool)
+        # hide_parameters: errors and logs show statements, never the complaints and contacts bound to them
+        engine = create_engine(url, pool_pre_ping=True, hide_parameters=True, **pool)
         if sqlite:
             event.listen(engine, "connect", _sqlite_pragmas)
         upgrade(engine)

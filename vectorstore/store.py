@@ -6,6 +6,7 @@ built it; queries return similarity in 0..1 (1 - cosine distance, clipped), neve
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ import numpy as np
 
 from triage.errors import EmbedderMismatchError, VectorStoreError
 from vectorstore.embedders import Matrix
+
+log = logging.getLogger(__name__)
 
 PROBLEMS = "typical_problems"
 CASES = "past_cases"
@@ -106,11 +109,21 @@ class VectorIndex:
                     if "does not exist" in str(exc) or "NotFound" in type(exc).__name__:
                         return None
                     raise
-                hnsw = (col.configuration_json or {}).get("hnsw") or {}
-                if hnsw.get("sync_threshold", HNSW_SYNC_THRESHOLD) != HNSW_SYNC_THRESHOLD:  # built by an older version
-                    col.modify(configuration={"hnsw": {"sync_threshold": HNSW_SYNC_THRESHOLD}})
+                self._tune(col)
                 self._collections[name] = col
         return self._collections[name]
+
+    @staticmethod
+    def _tune(col: Any) -> None:
+        """Give a collection built by an earlier version (or by Chroma's defaults) our sync threshold.
+        Best effort: a server that refuses the change still serves the collection, only slower."""
+        hnsw = (col.configuration or {}).get("hnsw")
+        if not hnsw or hnsw.get("sync_threshold") == HNSW_SYNC_THRESHOLD:
+            return  # not an HNSW collection, or tuned already
+        try:
+            col.modify(configuration={"hnsw": {"sync_threshold": HNSW_SYNC_THRESHOLD}})
+        except Exception as exc:
+            log.warning("could not set sync_threshold=%d on '%s': %s", HNSW_SYNC_THRESHOLD, col.name, exc)
 
     def forget(self) -> None:
         """Drop the collection handles this process holds: another process recreated them."""

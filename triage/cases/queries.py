@@ -99,7 +99,7 @@ def summary(row: CaseRow) -> CaseSummary:
 
 
 def detail(s: Session, row: CaseRow, user: User) -> CaseDetail:
-    drafts = s.scalars(select(DraftRow).where(DraftRow.case_id == row.id).order_by(DraftRow.number))
+    drafts = list(s.scalars(select(DraftRow).where(DraftRow.case_id == row.id).order_by(DraftRow.number)))
     decisions = list(s.scalars(select(DecisionRow).where(DecisionRow.case_id == row.id).order_by(DecisionRow.id)))
     return detail_of(row, [draft_version(d) for d in drafts], decisions, user)
 

@@ -41,16 +41,16 @@ def add_drafts(
     Returns the new draft rows, in order.
     """
     now = utcnow()
-    befores, versions = [], []
+    befores, draft_rows = [], []
     with s.no_autoflush:  # one UPDATE per case, so one version step each
         for row, draft in drafted:
             befores.append(snapshot(row))
             number = row.draft_no + 1
-            version = DraftRow(
+            draft_row = DraftRow(
                 case_id=row.id, number=number, created_at=now, created_by=actor, body=draft.model_dump(mode="json")
             )
-            s.add(version)
-            versions.append(version)
+            s.add(draft_row)
+            draft_rows.append(draft_row)
             row.draft_no = number
             if not keep_decision or CaseStatus(row.status) in UNDECIDED:
                 row.status = CaseStatus.DRAFTED.value
@@ -63,7 +63,7 @@ def add_drafts(
     s.flush()  # UPDATE ... WHERE version = :read; a case changed meanwhile -> StaleDataError
     for (row, _), before in zip(drafted, befores, strict=True):
         audit(s, row, actor=actor, action=action, changes=diff(before, snapshot(row)))
-    return versions
+    return draft_rows
 
 
 def audit(s: Session, row: CaseRow, *, actor: str, action: str, changes: dict[str, Any]) -> None:

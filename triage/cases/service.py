@@ -72,8 +72,9 @@ RETRY_QUEUED_AFTER = timedelta(seconds=60)  # a single ingest drafts in-request;
 class _Ingested:
     """What became of one complaint of a (grouped) single ingest."""
 
-    case_id: str | None  # None: its external id was committed meanwhile by another request
+    case_id: str | None  # None: not stored (see `error`), or its external id was committed by another request
     detail: CaseDetail | None = None  # the drafted case as its submitter sees it; None: read it again
+    error: Exception | None = None  # why this complaint could not be stored; raised to its caller alone
 
 
 class CaseService:
@@ -83,6 +84,7 @@ class CaseService:
         self.engine = engine
         self.pipeline = pipeline
         self._next_freshness_check = 0.0
+        self._settle_pending = False  # models were reloaded: settle_heap() at the next safe point
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         # Single-statement reads (the queue) need no transaction: autocommit saves BEGIN and ROLLBACK.
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -143,7 +145,7 @@ class CaseService:
             with self._models.write():
                 if self.pipeline.ws.stale():
                     self.pipeline.ws.reload()
-                    settle_heap()
+                    self._settle_pending = True  # not here: this may run inside a caller's transaction
 
     def ping(self) -> None:
         with self._read() as s:
@@ -173,6 +175,9 @@ class CaseService:
 
     def _triage_many(self, complaints: list[Complaint]) -> list[Draft]:
         self._fresh_models()
+        if self._settle_pending:  # models reloaded since; drafting runs outside any transaction
+            self._settle_pending = False
+            settle_heap()
         with self._models.read():
             return self.pipeline.triage_many(complaints)
 
@@ -183,8 +188,9 @@ class CaseService:
         """Rebuild the index and retrain routing from the database; triage waits meanwhile."""
         with self._models.write():
             self.pipeline.ws.reindex()
-            settle_heap()
-            return dict(vars(self.pipeline.ws.stats()))
+            stats = dict(vars(self.pipeline.ws.stats()))
+        settle_heap()  # the new models are long-lived too
+        return stats
 
     # -- reads -----------------------------------------------------------------------------
     def get(self, case_id: str, *, user: User) -> CaseDetail:
@@ -222,6 +228,8 @@ class CaseService:
         if existing is None:
             entry = [(complaint, user)]
             [done] = self._ingester.submit(entry) if self._ingester else self._ingest_many(entry)
+            if done.error is not None:
+                raise done.error
             if done.detail is not None:
                 return done.detail, True
             if done.case_id is not None:  # stored, but not drafted here: as it is now
@@ -231,32 +239,43 @@ class CaseService:
 
     def _ingest_many(self, entries: list[tuple[Complaint, User]]) -> list[_Ingested]:
         """Store complaints (one transaction), draft them together, store the drafts (one transaction)
-        and answer each from what was written, without reading it back."""
+        and answer each from what was written, without reading it back. What goes wrong for one
+        complaint stays with its own caller; once the complaints are committed, nothing raises."""
         try:
             with self._write() as s:
                 rows = self._insert(s, entries, batch_id=None)
-        except IntegrityError:  # an external id committed meanwhile by another request
-            if len(entries) > 1:  # whose? each again on its own
-                return [self._ingest_many([entry])[0] for entry in entries]
-            return [_Ingested(None)]
+        except Exception as exc:
+            if len(entries) > 1:  # whose complaint failed the group? each again on its own
+                return [self._ingest_alone(entry) for entry in entries]
+            if isinstance(exc, IntegrityError):  # its external id was committed meanwhile by another request
+                return [_Ingested(None)]
+            raise
         # The complaints are committed; now draft them from the rows just written.
+        drafted = self._draft_or_record(rows)
         try:
-            drafts = self._drafts([queries.complaint_of(r) for r in rows])
-        except Exception as exc:  # the complaints stay stored; the reason goes on each case
-            log.exception("drafting failed for %d case(s)", len(rows))
-            for r in rows:
-                self._record_draft_error(r.id, r.version, f"{type(exc).__name__}: {exc}")
-            return [_Ingested(r.id) for r in rows]
-        stored = self._store_drafts(list(zip(rows, drafts, strict=True)), actor=SYSTEM)
+            stored = self._store_drafts(drafted, actor=SYSTEM)
+        except Exception:  # the complaints are stored all the same: each caller reads its case as it stands
+            log.exception("could not store the drafts of %d new case(s)", len(drafted))
+            stored = {}
+        drafts = {row.id: draft for row, draft in drafted}
         done = []
-        for r, draft, (_, user) in zip(rows, drafts, entries, strict=True):
-            hit = stored.get(r.id)
-            detail = queries.detail_of(hit[0], [queries.draft_version(hit[1], draft)], [], user) if hit else None
-            done.append(_Ingested(r.id, detail))
+        for row, (_, user) in zip(rows, entries, strict=True):
+            hit = stored.get(row.id)
+            detail = None
+            if hit is not None:  # the case as this transaction left it, the new draft its only version
+                case, draft_row = hit
+                detail = queries.detail_of(case, [queries.draft_version(draft_row, drafts[row.id])], [], user)
+            done.append(_Ingested(row.id, detail))
         return done
 
+    def _ingest_alone(self, entry: tuple[Complaint, User]) -> _Ingested:
+        try:
+            return self._ingest_many([entry])[0]
+        except Exception as exc:
+            return _Ingested(None, error=exc)
+
     def ingest_batch(self, complaints: Sequence[Complaint], *, user: User) -> IngestReceipt:
-        """Store a batch at once (one transaction); drafting happens later, in draft_pending()."""
+        """Store a batch at once (one transaction); the background drafter drafts it (draft_cases)."""
         self._require_ingest(user)
         for attempt in range(2):
             existing = self._existing(dict(enumerate(complaints)), user)
@@ -356,7 +375,10 @@ class CaseService:
             )
             for c, user in entries
         ]
-        s.add_all(rows)
+        # Inserted in key order: two transactions inserting the same external ids then meet in the same
+        # order, so the second waits and fails on the unique key instead of deadlocking.
+        in_key_order = sorted(rows, key=lambda r: (r.submitted_by, r.external_id or ""))
+        s.add_all(in_key_order)
         s.flush()  # the cases get their version here
         for row in rows:
             audit(s, row, actor=row.submitted_by, action="ingest", changes={"status": [None, CaseStatus.NEW.value]})
@@ -371,30 +393,46 @@ class CaseService:
             )
         if not rows:
             return 0
+        return len(self._store_drafts(self._draft_or_record(rows), actor=actor))
+
+    def _draft_or_record(self, rows: list[CaseRow]) -> list[tuple[CaseRow, Draft]]:
+        """Drafts for stored cases: together (shared with other callers' drafting when offline); if that
+        fails, each alone, so that one complaint's failure is not every case's. A case whose drafting
+        fails alone keeps its complaint and gets the reason."""
         try:
-            drafts = self._drafts([queries.complaint_of(r) for r in rows])
-        except Exception as exc:  # the complaint stays stored; the reason goes on the case
-            log.exception("drafting failed for %d case(s)", len(rows))
-            reason = f"{type(exc).__name__}: {exc}"
-            for r in rows:
-                self._record_draft_error(r.id, r.version, reason)
-            return 0
-        return len(self._store_drafts(list(zip(rows, drafts, strict=True)), actor=actor))
+            return list(zip(rows, self._drafts([queries.complaint_of(r) for r in rows]), strict=True))
+        except Exception as exc:
+            log.warning("drafting %d case(s) together failed (%s); drafting each alone", len(rows), exc)
+        drafted = []
+        for row in rows:
+            try:
+                drafted.append((row, self._triage_many([queries.complaint_of(row)])[0]))
+            except Exception as exc:
+                log.exception("drafting failed for case %s", row.id)
+                self._record_draft_error(row.id, row.version, f"{type(exc).__name__}: {exc}")
+        return drafted
 
     def _store_drafts(self, drafted: list[tuple[CaseRow, Draft]], *, actor: str) -> dict[str, tuple[CaseRow, DraftRow]]:
         """Store first drafts in one transaction, for the cases still `new` and unchanged since their row
-        was read; a case changed meanwhile keeps its new state. Returns the stored cases and versions by id."""
+        was read; a case changed meanwhile keeps its new state. Returns the stored cases and draft rows by id."""
+        if not drafted:
+            return {}
         wanted = {row.id: (row.version, draft) for row, draft in drafted}
         todo = []
-        with self._write() as s:
-            for row in s.scalars(select(CaseRow).where(CaseRow.id.in_(wanted)).order_by(CaseRow.id).with_for_update()):
-                version, draft = wanted[row.id]
-                if row.version == version and row.status == CaseStatus.NEW.value:
-                    todo.append((row, draft))
-                else:
-                    log.info("case %s changed while being drafted; its new state stands", row.id)
-            versions = add_drafts(s, todo, actor=actor, action="draft")
-        return {row.id: (row, v) for (row, _), v in zip(todo, versions, strict=True)}
+        try:
+            with self._write() as s:
+                locked = select(CaseRow).where(CaseRow.id.in_(wanted)).order_by(CaseRow.id).with_for_update()
+                for row in s.scalars(locked):
+                    version, draft = wanted[row.id]
+                    if row.version == version and row.status == CaseStatus.NEW.value:
+                        todo.append((row, draft))
+                    else:
+                        log.info("case %s changed while being drafted; its new state stands", row.id)
+                draft_rows = add_drafts(s, todo, actor=actor, action="draft")
+        except StaleDataError:  # changed between the read and the write (SQLite has no FOR UPDATE)
+            log.info("%d case(s) changed while being drafted; their new state stands", len(wanted))
+            return {}
+        return {row.id: (row, d) for (row, _), d in zip(todo, draft_rows, strict=True)}
 
     def pending(self, limit: int, *, exclude: set[str]) -> list[str]:
         """Queued cases awaiting a first draft: batch cases, and single ones whose in-request draft was lost."""
