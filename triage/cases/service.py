@@ -402,15 +402,21 @@ class CaseService:
         try:
             return list(zip(rows, self._drafts([queries.complaint_of(r) for r in rows]), strict=True))
         except Exception as exc:
+            if len(rows) == 1 and self._triage is None:  # it was drafted alone already
+                self._draft_failed(rows[0], exc)
+                return []
             log.warning("drafting %d case(s) together failed (%s); drafting each alone", len(rows), exc)
         drafted = []
         for row in rows:
             try:
                 drafted.append((row, self._triage_many([queries.complaint_of(row)])[0]))
             except Exception as exc:
-                log.exception("drafting failed for case %s", row.id)
-                self._record_draft_error(row.id, row.version, f"{type(exc).__name__}: {exc}")
+                self._draft_failed(row, exc)
         return drafted
+
+    def _draft_failed(self, row: CaseRow, exc: Exception) -> None:
+        log.error("drafting failed for case %s", row.id, exc_info=exc)
+        self._record_draft_error(row.id, row.version, f"{type(exc).__name__}: {exc}")
 
     def _store_drafts(self, drafted: list[tuple[CaseRow, Draft]], *, actor: str) -> dict[str, tuple[CaseRow, DraftRow]]:
         """Store first drafts in one transaction, for the cases still `new` and unchanged since their row
