@@ -130,6 +130,15 @@ def _job_drafts(backlog: Backlog, job_id: str) -> dict[str, int]:
     return {str(c): int(n) for c, n in rows}
 
 
+def _items_by_worker(backlog: Backlog, job_id: str) -> dict[str, int]:
+    """How many of the job's items each worker (or lane) handled."""
+    with backlog.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT worker, count(*) FROM job_items WHERE job_id = :j GROUP BY worker"), {"j": job_id}
+        ).all()
+    return {str(w): int(n) for w, n in rows}
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -240,12 +249,7 @@ def test_three_workers_share_one_job_without_doing_an_item_twice(pg_backlog: Bac
     assert all(w.returncode == 0 for w in workers), [r[1][-500:] for r in results]
     drafts = _job_drafts(pg_backlog, job.id)
     assert len(drafts) == 1200 and set(drafts.values()) == {1}
-    with pg_backlog.engine.connect() as conn:
-        per_worker = dict(
-            conn.execute(
-                sa.text("SELECT worker, count(*) FROM job_items WHERE job_id = :j GROUP BY worker"), {"j": job.id}
-            ).all()
-        )
+    per_worker = _items_by_worker(pg_backlog, job.id)
     assert sum(per_worker.values()) == 1200 and len(per_worker) >= 2, per_worker
 
 
@@ -315,12 +319,7 @@ def test_llm_job_lanes_never_exceed_the_concurrency(builtin_dir: Path, tmp_path:
             assert server.max_in_flight == concurrency
             drafts = _job_drafts(backlog, job.id)
             assert len(drafts) == 60 and set(drafts.values()) == {1}
-            with backlog.engine.connect() as conn:
-                lanes = set(
-                    conn.execute(
-                        sa.text("SELECT DISTINCT worker FROM job_items WHERE job_id = :j"), {"j": job.id}
-                    ).scalars()
-                )
+            lanes = set(_items_by_worker(backlog, job.id))
             assert len(lanes) >= 2 and all(w.startswith("w.") for w in lanes), lanes
 
 
