@@ -48,6 +48,7 @@ bench-retriage: setup
 ## Own labelled set: knowledge base only, then with its history split imported.
 eval-own: setup
 	rm -rf out/own && mkdir -p out/own
+	$(BIN)/triage --data-dir out/own/ws kb reindex
 	$(BIN)/triage --data-dir out/own/ws eval run evals/datasets/shanghai_test.jsonl --out out/own/kb-only
 	$(BIN)/triage --data-dir out/own/ws history import evals/datasets/shanghai_history.jsonl
 	$(BIN)/triage --data-dir out/own/ws eval run evals/datasets/shanghai_test.jsonl --out out/own/with-history

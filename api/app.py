@@ -1,5 +1,5 @@
-"""The FastAPI application factory. Nothing is built at import: the lifespan opens the workspace,
-the case database and the pipeline from the settings it is given, and closes them at shutdown."""
+"""The FastAPI application factory. Nothing is built at import: the lifespan builds the services
+(triage.services.build_services) from the settings it is given, and closes them at shutdown."""
 
 from __future__ import annotations
 
@@ -12,14 +12,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import errors
+from api.deps import Runtime
+from api.docs import install_docs
 from api.routes import admin, cases, health, jobs
 from triage import __version__
-from triage.cases.service import CaseService
-from triage.cases.worker import BackgroundDrafter
-from triage.jobs.service import JobRunner, JobService
-from triage.pipeline import TriagePipeline
+from triage.cases.drafting import BackgroundDrafter
+from triage.errors import TriageError
+from triage.jobs.worker import JobRunner
+from triage.services import build_services
 from triage.settings import Settings, get_settings
-from triage.workspace import Workspace, settle_heap
+from triage.snapshot import settle_heap
 
 log = logging.getLogger(__name__)
 
@@ -39,39 +41,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        workspace = Workspace.open(settings)  # also migrates the case database
-        try:
-            pipeline = TriagePipeline.from_settings(settings, workspace)
-            service = CaseService(workspace.store.engine, pipeline, auth_cache_s=settings.api_auth_cache_s)
-            app.state.service = service
-            app.state.drafter = BackgroundDrafter(service, threads=settings.api_draft_workers).start()
-            app.state.jobs = JobService.for_workspace(settings, workspace, pipeline)
-            app.state.jobs.guard = service.models_read  # a knowledge-base rebuild waits for job drafting
-            app.state.job_runner = JobRunner(app.state.jobs)
+        with build_services(settings, watch=True) as services:  # also migrates the case database
+            drafter = BackgroundDrafter(services.drafts, threads=settings.api_draft_workers).start()
+            runner = JobRunner(services.jobs)
+            app.state.runtime = Runtime(services, drafter, runner)
+            try:
+                services.workspace.models.check_ready()
+            except TriageError as exc:  # served anyway: the cases are stored, and /readyz says why
+                log.warning("not ready to draft: %s", exc)
             settle_heap()  # what is alive now lives as long as the process
             try:
                 yield
             finally:
-                app.state.job_runner.stop()
-                app.state.drafter.stop()
-        finally:
-            workspace.close()
+                runner.stop()
+                drafter.stop()
 
     app = FastAPI(
         title="Complaint triage review API",
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
-    app.state.settings = settings
     errors.install(app)
+    install_docs(app)
     app.add_middleware(errors.BodyLimit, max_bytes=settings.api_max_body_bytes)
-    # The routes go onto the app's own router: FastAPI resolves an included router's routes on every
-    # request (6 % of a queue request's CPU, measured), the app's own in one pass. Their tags, responses
-    # and dependencies were fixed when they were declared; what include_router would add and these
-    # routes lack is only app.dependency_overrides, which nothing here uses.
     for module in (health, cases, admin, jobs):
-        app.router.routes.extend(module.router.routes)
+        app.include_router(module.router)
     return app
 
 

@@ -1,50 +1,119 @@
-"""Dependencies every route takes: the service built in the lifespan, and the caller."""
+"""Dependencies the routes take, as `Annotated` aliases: the services built in the lifespan, the caller.
+
+Dependencies are `async def` where they do no I/O: FastAPI runs a plain `def` dependency in the
+thread pool, and each such hop costs more than the rest of the dependency work together.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from triage.cases.models import User
+from triage.access import policy
+from triage.access.models import User
+from triage.access.users import UserDirectory
+from triage.cases.decisions import Decisions
+from triage.cases.drafting import BackgroundDrafter
+from triage.cases.intake import Intake
 from triage.cases.service import CaseService
-from triage.cases.states import Role
-from triage.errors import ForbiddenError
+from triage.jobs.service import JobService
+from triage.jobs.worker import JobRunner
+from triage.services import Services
+from triage.settings import Settings
+from triage.workspace import Workspace
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `triage users add` or POST /users.")
 
 
-# Dependencies are `async def` where they do no I/O: FastAPI runs a plain `def` dependency in the
-# thread pool, and each such hop cost more than the rest of the dependency work together.
+@dataclass(frozen=True)
+class Runtime:
+    """What the API process runs beside the services: the background drafter and the job runner."""
+
+    services: Services
+    drafter: BackgroundDrafter
+    job_runner: JobRunner
 
 
-async def get_service(request: Request) -> CaseService:
-    service: CaseService = request.app.state.service
-    return service
+async def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
 
 
-ServiceDep = Annotated[CaseService, Depends(get_service)]
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def get_services(runtime: RuntimeDep) -> Services:
+    return runtime.services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def get_settings(services: ServicesDep) -> Settings:
+    return services.settings
+
+
+async def get_workspace(services: ServicesDep) -> Workspace:
+    return services.workspace
+
+
+async def get_cases(services: ServicesDep) -> CaseService:
+    return services.cases
+
+
+async def get_intake(services: ServicesDep) -> Intake:
+    return services.intake
+
+
+async def get_decisions(services: ServicesDep) -> Decisions:
+    return services.decisions
+
+
+async def get_jobs(services: ServicesDep) -> JobService:
+    return services.jobs
+
+
+async def get_users(services: ServicesDep) -> UserDirectory:
+    return services.users
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+WorkspaceDep = Annotated[Workspace, Depends(get_workspace)]
+CasesDep = Annotated[CaseService, Depends(get_cases)]
+IntakeDep = Annotated[Intake, Depends(get_intake)]
+DecisionsDep = Annotated[Decisions, Depends(get_decisions)]
+JobsDep = Annotated[JobService, Depends(get_jobs)]
+UsersDep = Annotated[UserDirectory, Depends(get_users)]
 
 
 async def current_user(
-    service: ServiceDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    users: UsersDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> User:
     key = credentials.credentials if credentials else None
-    cached = service.users.cached(key)  # a recent check of this key, from memory
+    cached = users.cached(key)  # a recent check of this key, from memory
     if cached is not None:
         return cached
-    return await run_in_threadpool(service.users.authenticate, key)  # the database lookup
+    return await run_in_threadpool(users.authenticate, key)  # the database lookup
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
 async def admin_user(user: CurrentUser) -> User:
-    if user.role is not Role.ADMIN:
-        raise ForbiddenError("only admins manage users, keys and the knowledge base")
+    policy.require_admin(user)
     return user
 
 
 AdminUser = Annotated[User, Depends(admin_user)]
+
+
+async def operator(user: CurrentUser) -> User:
+    policy.require_jobs(user)
+    return user
+
+
+Operator = Annotated[User, Depends(operator)]

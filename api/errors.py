@@ -18,12 +18,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from triage.errors import (
     AuthError,
+    ConflictError,
     EmbeddingError,
     ForbiddenError,
     IdempotencyError,
     InputError,
     InvalidTransitionError,
     KnowledgeBaseError,
+    NotBuiltError,
     NotFoundError,
     StaleVersionError,
     StoreError,
@@ -92,8 +94,12 @@ def _triage_error(_: Request, exc: Exception) -> JSONResponse:
         return problem(409, "stale-version", "The case changed", str(exc), current=current)
     if isinstance(exc, IdempotencyError):
         return problem(409, "external-id-conflict", "External id already used", str(exc))
+    if isinstance(exc, ConflictError):
+        return problem(409, "conflict", "A concurrent change came first", f"{exc}; read it again and retry")
     if isinstance(exc, StoreError):
         return problem(503, "database-unavailable", "Database unavailable", str(exc))
+    if isinstance(exc, NotBuiltError):
+        return problem(503, "not-built", "The workspace is not built", str(exc))
     if isinstance(exc, VectorStoreError | EmbeddingError | KnowledgeBaseError):
         return problem(503, "dependency-unavailable", "A dependency is unavailable", str(exc))
     log.error("unmapped triage error: %r", exc)

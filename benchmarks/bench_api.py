@@ -86,6 +86,7 @@ def main() -> None:
     keep = bool(args.keep or args.reuse)
     try:
         if not args.reuse:
+            subprocess.run([*triage, "kb", "reindex"], env=env, check=True, capture_output=True)  # build once
             key = subprocess.run(
                 [*triage, "users", "add", "bench", "--role", "admin"],
                 env=env,

@@ -38,7 +38,7 @@ def main() -> None:
         data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
         ws = Path(tmp) / "ws"
         triage = [sys.executable, "-m", "triage", "--data-dir", str(ws)]
-        subprocess.run([*triage, "kb", "stats"], check=True, capture_output=True)  # seed the workspace first
+        subprocess.run([*triage, "kb", "reindex"], check=True, capture_output=True)  # build the workspace first
         start = time.perf_counter()
         done = subprocess.run([*triage, "history", "import", str(data)], check=True, capture_output=True, text=True)
         import_s = time.perf_counter() - start

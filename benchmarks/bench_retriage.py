@@ -32,14 +32,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_triage import synth, vacuum  # noqa: E402
 
-from triage.cases.models import NewUser  # noqa: E402
-from triage.cases.service import CaseService  # noqa: E402
+from triage.access.models import NewUser  # noqa: E402
 from triage.jobs.models import JobFilters, NewJob  # noqa: E402
-from triage.jobs.service import JobService  # noqa: E402
 from triage.models import Complaint  # noqa: E402
-from triage.pipeline import TriagePipeline  # noqa: E402
+from triage.services import build_services  # noqa: E402
 from triage.settings import Settings  # noqa: E402
-from triage.workspace import Workspace  # noqa: E402
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 SERVE = (
@@ -74,7 +71,7 @@ def main() -> None:
     parser.add_argument("--part", choices=["all", "offline", "llm"], default="all", help="Which runs to make.")
     parser.add_argument(
         "--runs",
-        default="1x1,4x1,8x1,16x1,32x1",
+        default="1x1,4x1,8x1,16x1,32x1,32x2",
         help="LLM runs as CONCURRENCYxPROCESSES, comma-separated (the concurrency is split over the processes)",
     )
     parser.add_argument(
@@ -99,22 +96,23 @@ def main() -> None:
         "command": "python benchmarks/bench_retriage.py",
     }
     try:
-        with Workspace.open(settings) as ws:
-            cases = CaseService(ws.store.engine, TriagePipeline.from_settings(settings, ws))
-            user = cases.users.add(NewUser(name="bench", role="admin"), valid_departments=ws.kb.department_names).user
+        with build_services(settings, build=True) as services:
+            kb = services.workspace.kb
+            user = services.users.add(NewUser(name="bench", role="admin"), valid_departments=kb.department_names).user
             runs = [tuple(int(x) for x in r.split("x")) for r in args.runs.split(",")] if args.part != "offline" else []
             count = args.cases if args.part != "llm" else args.rounds * sum(c for c, _ in runs)
             texts = [t for t, _, _ in synth(__import__("random").Random(3), count)]
             t0 = time.perf_counter()
             ids: list[str] = []
             for start in range(0, len(texts), 1000):
-                receipt = cases.ingest_batch([Complaint(text=t) for t in texts[start : start + 1000]], user=user)
+                batch = [Complaint(text=t) for t in texts[start : start + 1000]]
+                receipt = services.intake.ingest_batch(batch, user=user)
                 for j in range(0, len(receipt.case_ids), 256):
-                    cases.draft_cases(receipt.case_ids[j : j + 256], actor="triage")
+                    services.drafts.draft_cases(receipt.case_ids[j : j + 256])
                 ids += receipt.case_ids
             results["cases"] = len(ids)
             print(f"seeded {len(ids)} drafted cases in {time.perf_counter() - t0:.0f} s", flush=True)
-            jobs = JobService.for_workspace(settings, ws)
+            jobs = services.jobs
             for n in (1, 2) if args.part in ("all", "offline") else ():
                 vacuum(url)
                 job = jobs.create(NewJob(filters=JobFilters(undecided=True)), actor="bench")
@@ -154,8 +152,8 @@ def main() -> None:
         }
         rows = []
         offset = 0
-        with Workspace.open(llm) as ws:
-            jobs = JobService.for_workspace(llm, ws)
+        with build_services(llm) as services:
+            jobs = services.jobs
             for concurrency, procs in runs:
                 n = args.rounds * concurrency
                 subset = ids[offset : offset + n]
@@ -168,7 +166,7 @@ def main() -> None:
                 else:  # timed from the first item claimed to the last done: process start-up (~3 s) excluded
                     workers(llm_env, job.id, procs, "--concurrency", str(concurrency // procs), "--chunk", "4")
                     summary = jobs.summary(job.id)
-                    with ws.store.engine.connect() as conn:
+                    with services.db.engine.connect() as conn:
                         first, last = conn.execute(
                             sa.text("SELECT min(finished_at), max(finished_at) FROM job_items WHERE job_id = :j"),
                             {"j": job.id},

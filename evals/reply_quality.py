@@ -2,7 +2,7 @@
 
 Each criterion is a yes/no check that a reviewer of government replies would make; the score is
 the share passed. Calibrated against public annotations of real government replies
-(`triage eval rubric`); the figures are in the README.
+(`triage eval rubric`); the figures are in docs/evaluation.md.
 """
 
 from __future__ import annotations

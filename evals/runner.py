@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -32,10 +33,9 @@ def _exclude_overlap(ws: Workspace, data: EvalData) -> int:
     kept = [c for c in cases if c.id not in ids and content_hash(c.text) not in hashes]
     if len(kept) == len(cases):
         return 0
-    assert ws.text_model is not None
-    ws.router = Router.train(
-        kb=ws.kb, model=ws.text_model, history=[(case_text(c), c.department) for c in kept]
-    )  # not saved: the workspace's own router is untouched
+    m = ws.models
+    router = Router.train(kb=m.kb, model=m.text_model, history=[(case_text(c), c.department) for c in kept])
+    ws.use(replace(m, router=router))  # in memory only: the workspace's own build is untouched
     return len(cases) - len(kept)
 
 
@@ -116,17 +116,17 @@ def run_eval(
                 progress(i, len(items))
     elapsed = time.perf_counter() - started
     metrics = summarise(records, data.invalid)
-    assert ws.router is not None and ws.embedder is not None
+    m = ws.models
     metrics["run"] = {
         "dataset": str(dataset),
         "columns": data.columns,
         "mode": mode,
         "model": run_settings.llm_model,
         "prompt_version": (pipeline.offline.prompt if pipeline.llm is None else prompts.load("triage_draft")).version,
-        "embedder": ws.embedder.fingerprint,
-        "router": ws.router.fingerprint,
-        "routing_weights": ws.router.weights,
-        "history_cases": ws.router.n_history,
+        "embedder": m.embedder.fingerprint,
+        "router": m.router.fingerprint,
+        "routing_weights": m.router.weights,
+        "history_cases": m.router.n_history,
         "history_overlap_excluded": overlap,
         "workers": workers,
         "elapsed_s": round(elapsed, 2),

@@ -10,11 +10,16 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 
+from api import create_app
+from api.deps import Runtime
 from tests.fakes.openai_server import ScriptedOpenAI
+from triage.access.models import NewUser
 from triage.errors import VectorStoreError
 from triage.models import Complaint
 from triage.pipeline import TriagePipeline
@@ -114,7 +119,7 @@ def _no_triage_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def builtin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace seeded with the built-in knowledge base, built once; copy it before mutating."""
     path = tmp_path_factory.mktemp("builtin-ws")
-    Workspace.open(Settings(data_dir=path))
+    Workspace.open(Settings(data_dir=path), build=True).close()
     return path
 
 
@@ -129,7 +134,8 @@ def workspace_dir(builtin_dir: Path, tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def offline_pipeline(builtin_dir: Path) -> TriagePipeline:
     """Read-only offline pipeline on the shared built-in workspace."""
-    return TriagePipeline.from_settings(Settings(data_dir=builtin_dir))
+    settings = Settings(data_dir=builtin_dir)
+    return TriagePipeline.from_settings(settings, Workspace.open(settings))
 
 
 @pytest.fixture
@@ -159,40 +165,30 @@ def complaint(text: str, **fields: object) -> Complaint:
 class ApiHarness:
     """A running app (lifespan entered) plus helpers to mint users and ingest complaints."""
 
-    def __init__(self, client: object, service: object) -> None:
-        from fastapi.testclient import TestClient
-
-        from triage.cases.service import CaseService
-
-        assert isinstance(client, TestClient) and isinstance(service, CaseService)
+    def __init__(self, client: TestClient, runtime: Runtime) -> None:
         self.client = client
-        self.service = service
+        self.runtime = runtime
+        self.services = runtime.services
 
     def headers(self, role: str, *departments: str) -> dict[str, str]:
-        from triage.cases.models import NewUser
-
         new = NewUser.model_validate(
             {"name": f"{role}-{uuid.uuid4().hex[:8]}", "role": role, "departments": list(departments)}
         )
-        issued = self.service.users.add(new, valid_departments=self.service.department_names())
+        issued = self.services.users.add(new, valid_departments=self.services.workspace.kb.department_names)
         return {"Authorization": f"Bearer {issued.key}"}
 
-    def ingest(self, headers: dict[str, str], text: str, **fields: object) -> dict[str, object]:
+    def ingest(self, headers: dict[str, str], text: str, **fields: object) -> dict[str, Any]:
         response = self.client.post("/cases", json={"text": text, **fields}, headers=headers)
         assert response.status_code == 201, response.text
-        body: dict[str, object] = response.json()
+        body: dict[str, Any] = response.json()
         return body
 
 
 @contextmanager
 def running_api(settings: Settings) -> Iterator[ApiHarness]:
-    from fastapi.testclient import TestClient
-
-    from api import create_app
-
     app = create_app(settings)
     with TestClient(app) as client:
-        yield ApiHarness(client, app.state.service)
+        yield ApiHarness(client, app.state.runtime)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -229,12 +229,22 @@ def test_revoked_keys_and_deactivated_users_stop_at_once(api: ApiHarness) -> Non
     assert all("key" not in k for k in row["keys"]) and len(row["keys"]) == 2
 
 
+def test_no_user_may_take_the_name_of_a_system_actor(api: ApiHarness) -> None:
+    admin = api.headers("admin")
+    for name in ("triage", "TRIAGE", "cli", "system"):
+        response = api.client.post("/users", json={"name": name, "role": "supervisor"}, headers=admin)
+        assert response.status_code == 422 and response.json()["errors"][0]["field"] == "name", response.text
+    assert (
+        api.client.post("/users", json={"name": "triage-team", "role": "supervisor"}, headers=admin).status_code == 201
+    )
+
+
 def test_keys_are_stored_hashed(api: ApiHarness) -> None:
     import sqlalchemy as sa
 
     headers = api.headers("supervisor")
     key = headers["Authorization"].removeprefix("Bearer ")
-    with api.service.engine.connect() as conn:
+    with api.services.db.engine.connect() as conn:
         stored = [tuple(r) for r in conn.execute(sa.text("SELECT key_hash, prefix FROM api_keys"))]
     assert stored and not any(key in h for h, _ in stored) and any(key.startswith(p) for _, p in stored)
 

@@ -157,6 +157,9 @@ def test_users_add_list_key_and_revoke(workspace_dir: Path) -> None:
     assert code == 2 and "field 'departments'" in err and "市公安局" in err
     code, _, err = run(workspace_dir, "users", "add", "赵六", "--role", "caseworker")
     assert code == 2 and "at least one department" in err
+    for reserved in ("triage", "Triage", "cli", "system"):  # the system's own actors in the audit trail
+        code, _, err = run(workspace_dir, "users", "add", reserved, "--role", "admin")
+        assert code == 2 and "field 'name'" in err and "reserved" in err, err
     code, second, _ = run(workspace_dir, "users", "key", "李四")
     assert code == 0 and second.strip() != key.strip()
     code, out, _ = run(workspace_dir, "users", "list")

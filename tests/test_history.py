@@ -12,7 +12,7 @@ from openpyxl import Workbook
 
 from tests.conftest import complaint
 from triage.cli import cli
-from triage.pipeline import TriagePipeline
+from triage.services import build_services
 from triage.settings import Settings
 
 ROWS = [
@@ -116,10 +116,10 @@ def test_routing_learns_from_imported_history(tmp_path: Path) -> None:
     path = write(tmp_path / "h.jsonl", rows)
     settings = Settings(data_dir=ws_dir)
     probe = complaint("小区电梯又故障停运了，维修一直拖着")
-    before = TriagePipeline.from_settings(settings).triage(probe)
+    before = build_services(settings).pipeline.triage(probe)
     code, out, _ = run(ws_dir, "history", "import", str(path))
     assert code == 0 and "imported 90 new past case(s)" in out
-    after = TriagePipeline.from_settings(settings).triage(probe)
+    after = build_services(settings).pipeline.triage(probe)
     assert after.department == "甲部门"
     assert after.confidence > before.top_departments[0].score or before.department != "甲部门"
     assert any(e.kind == "past_case" and e.department == "甲部门" for e in after.evidence)

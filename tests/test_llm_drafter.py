@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import complaint, llm_settings
 from tests.fakes.openai_server import ScriptedOpenAI, Step
+from triage.jobs.ratelimit import COMPLETION_ESTIMATE, RateLimitedDrafter, RateLimiter
 from triage.pipeline import TriagePipeline
+from triage.services import build_services
 
 YIDI = complaint(
     "我在上海参保，去年在老家住院，出院时医院说我的异地就医备案查不到，只能全额自费，回来报销又要跑好几趟。",
     title="异地住院不能直接结算",
     channel="好差评",
 )
-GOOD = {
+GOOD: dict[str, Any] = {
     "department": "市医保局",
     "typical_problem_id": "TP-YB-001",
     "root_cause": "异地就医备案信息未及时同步到就医地结算系统。",
@@ -31,7 +34,7 @@ GOOD = {
 @pytest.fixture
 def pipeline_for(workspace_dir: Path, llm_server: ScriptedOpenAI):  # type: ignore[no-untyped-def]
     def make(**extra: object) -> TriagePipeline:
-        return TriagePipeline.from_settings(llm_settings(workspace_dir, llm_server, **extra))
+        return build_services(llm_settings(workspace_dir, llm_server, **extra)).pipeline
 
     return make
 
@@ -176,3 +179,23 @@ def test_a_reply_citing_a_document_number_is_flagged(pipeline_for, llm_server: S
     llm_server.default = Step.answer({**GOOD, "reply": GOOD["reply"] + "依据沪医保规〔2023〕12号文件办理。"})
     draft = pipeline_for().triage(YIDI)
     assert any("document number" in w for w in draft.warnings)
+
+
+def test_rate_limits_count_the_prompt_the_llm_is_sent(pipeline_for, llm_server: ScriptedOpenAI) -> None:  # type: ignore[no-untyped-def]
+    """The TPM limit is charged the tokens of the very messages sent, plus the answer's estimate."""
+    llm_server.script.append(Step.answer(GOOD))
+    pipeline = pipeline_for()
+    charged: list[int] = []
+
+    class Recording(RateLimiter):
+        def acquire(self, tokens: int) -> list[float]:
+            charged.append(tokens)
+            return super().acquire(tokens)
+
+    assert pipeline.llm is not None
+    limited = RateLimitedDrafter(pipeline.llm, Recording(rpm=None, tpm=None))
+    draft = TriagePipeline(pipeline.ws, llm=limited, tokens=pipeline.tokens).triage(YIDI)
+    assert draft.drafted_by == "llm:scripted-model"
+    sent = llm_server.chat_requests()[0]["messages"]
+    prompt = sum(pipeline.tokens.count(m["content"]) for m in sent)
+    assert prompt > 100 and charged == [prompt + COMPLETION_ESTIMATE]

@@ -9,10 +9,11 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import complaint, fresh_postgres_database
+from triage.database import Database, make_engine, upgrade
 from triage.models import PastCase
 from triage.pipeline import TriagePipeline
 from triage.settings import Settings
-from triage.store import HistoryStore, make_engine, upgrade
+from triage.store import HistoryStore
 from triage.workspace import Workspace
 
 
@@ -49,7 +50,7 @@ def test_migrations_create_the_schema_at_head(database_url: str) -> None:
 
 def test_past_cases_round_trip_and_are_added_once(database_url: str) -> None:
     engine = make_engine(database_url)
-    store = HistoryStore(engine)
+    store = HistoryStore(Database(engine))
     case = PastCase(
         id="P1",
         text="公积金租房提取被退回三次",

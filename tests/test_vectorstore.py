@@ -13,6 +13,7 @@ from tests.fakes.openai_server import ScriptedOpenAI
 from triage.errors import EmbedderMismatchError, VectorStoreError
 from triage.models import PastCase
 from triage.pipeline import TriagePipeline
+from triage.services import build_services
 from triage.settings import Settings
 from triage.workspace import Workspace
 from vectorstore import VectorIndex, make_client
@@ -68,7 +69,7 @@ def test_a_collection_built_with_chromas_default_sync_threshold_is_tuned_when_op
 
 def test_querying_with_another_embedder_names_reindex(workspace_dir: Path, llm_server: ScriptedOpenAI) -> None:
     settings = openai_embedding_settings(workspace_dir, llm_server)
-    pipeline = TriagePipeline.from_settings(settings)
+    pipeline = build_services(settings).pipeline
     with pytest.raises(EmbedderMismatchError) as info:
         pipeline.triage(complaint("社保卡补办太慢"))
     assert "triage kb reindex" in str(info.value)
@@ -81,8 +82,8 @@ def test_openai_embeddings_after_reindex_and_no_pii_sent(workspace_dir: Path, ll
     offline.add_past_cases([PastCase(id="C1", text="手机13912345678的张先生反映社保卡补办慢", department="市人社局")])
     ws = Workspace.open(settings)
     ws.reindex()  # re-embeds typical problems and the past case through the endpoint
-    assert ws.index.count(CASES) == 1
-    assert ws.index.built_with(PROBLEMS) == "openai:fake-embed@" + llm_server.base_url
+    assert ws.models.index.count(CASES) == 1
+    assert ws.models.index.built_with(PROBLEMS) == "openai:fake-embed@" + llm_server.base_url
     draft = TriagePipeline.from_settings(settings, ws).triage(complaint("我的电话13812345678，社保卡补办太慢"))
     assert draft.department in ws.kb.by_name
     sent = b"".join(llm_server.raw_bodies).decode()
@@ -105,7 +106,7 @@ def test_past_cases_are_retrieved_as_evidence_and_stored_redacted(workspace_dir:
         ]
     )
     assert ws.past_cases()[0].text.endswith("13812345678")  # the database keeps the original
-    indexed = list(ws.index.all_documents(CASES))
+    indexed = list(ws.models.index.all_documents(CASES))
     assert indexed[0][1] == "小区电梯坏了三个月物业不修，联系[手机号]"  # the index holds redacted text
     draft = TriagePipeline.from_settings(settings, ws).triage(complaint("我们小区电梯坏了好几个月，物业一直拖着不修"))
     evidence = [e for e in draft.evidence if e.kind == "past_case"]
@@ -120,12 +121,12 @@ def chroma_server(tmp_path: Path) -> Iterator[str]:
 
 def test_chroma_server_mode(tmp_path: Path, chroma_server: str) -> None:
     settings = Settings(data_dir=tmp_path / "ws", chroma_url=chroma_server)
-    ws = Workspace.open(settings)
+    ws = Workspace.open(settings, build=True)
     assert not (tmp_path / "ws" / "chroma").exists()  # nothing embedded
-    assert ws.index.count(PROBLEMS) == len(ws.kb.problems)
+    assert ws.models.index.count(PROBLEMS) == len(ws.kb.problems)
     ws.add_past_cases([PastCase(id="S1", text="出入境预约暑假约不到号", department="市公安局")])
-    assert ws.index.count(CASES) == 1
-    cases = ws.index.check(CASES, embedder=ws.embedder.fingerprint)
+    assert ws.models.index.count(CASES) == 1
+    cases = ws.models.index.check(CASES, embedder=ws.models.embedder.fingerprint)
     assert cases.configuration["hnsw"]["sync_threshold"] == HNSW_SYNC_THRESHOLD
     draft = TriagePipeline.from_settings(settings, ws).triage(complaint("暑假办护照预约不到号"))
     ws.close()

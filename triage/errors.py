@@ -9,16 +9,20 @@
     ├── EmbeddingError               the embeddings endpoint failed
     ├── DraftingError                the LLM drafter failed (always caught: the offline drafter takes over)
     ├── StoreError                   the database failed or is unreachable
+    ├── NotBuiltError                the workspace's models or index are not built: says what to run
     ├── AuthError                    no API key, or an unknown / revoked one
-    └── CaseError                    a request about a case cannot be carried out
-        ├── NotFoundError            no such case, or one outside the caller's departments
-        ├── ForbiddenError           the caller's role may not do this
-        ├── InvalidTransitionError   the action is not allowed in the case's current state
+    ├── NotFoundError                no such thing, or one outside the caller's departments
+    ├── ForbiddenError               the caller's role may not do this
+    ├── InvalidTransitionError       the action is not allowed in the current state
+    └── ConflictError                a concurrent change came first
         ├── StaleVersionError        the case changed since the caller read it
-        └── IdempotencyError         an external id already names a different complaint
+        ├── IdempotencyError         an external id already names a different complaint
+        ├── ConcurrentUpdateError    a row changed between read and write (the ORM's version check)
+        └── DuplicateError           a unique key was taken meanwhile
 
-The CLI maps the tree to messages and exit codes in one place (triage.cli); the API does the same
-for HTTP problem+json responses (api.errors).
+SQLAlchemy's exceptions become StoreError / ConcurrentUpdateError / DuplicateError in one place
+(triage.database). The CLI maps the tree to messages and exit codes in one place (triage.cli.base);
+the API does the same for HTTP problem+json responses (api.errors).
 """
 
 from __future__ import annotations
@@ -88,23 +92,35 @@ class StoreError(TriageError):
     """The database failed or is unreachable."""
 
 
+class NotBuiltError(TriageError):
+    """The workspace has no built models or index; the message says which command builds them."""
+
+
 class AuthError(TriageError):
     """Missing, unknown or revoked API key."""
 
 
-class CaseError(TriageError):
-    """A request about a case that cannot be carried out."""
+class NotFoundError(TriageError):
+    """No such thing, or one the caller may not see (the two are indistinguishable on purpose)."""
 
 
-class NotFoundError(CaseError):
-    """No such case, or one the caller may not see (the two are indistinguishable on purpose)."""
-
-
-class ForbiddenError(CaseError):
+class ForbiddenError(TriageError):
     """The caller's role does not allow the action."""
 
 
-class InvalidTransitionError(CaseError):
+class ConflictError(TriageError):
+    """A concurrent change came first."""
+
+
+class ConcurrentUpdateError(ConflictError):
+    """A row changed between the read and the write (the ORM's version check refused the write)."""
+
+
+class DuplicateError(ConflictError):
+    """A unique key was taken meanwhile (two requests storing the same external id)."""
+
+
+class InvalidTransitionError(TriageError):
     """The action is not allowed in the case's current state."""
 
     def __init__(self, action: str, status: str, allowed: Sequence[str]) -> None:
@@ -115,7 +131,7 @@ class InvalidTransitionError(CaseError):
         super().__init__(f"cannot {action} a case that is {status}; allowed now: {allowed_text}")
 
 
-class StaleVersionError(CaseError):
+class StaleVersionError(ConflictError):
     """The decision was made on an older version of the case; `current` is the case as it is now."""
 
     def __init__(self, expected: int, current: Any) -> None:
@@ -127,5 +143,5 @@ class StaleVersionError(CaseError):
         )
 
 
-class IdempotencyError(CaseError):
+class IdempotencyError(ConflictError):
     """The external id was already used for a complaint with different content."""

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from triage.errors import KnowledgeBaseError
+from triage.errors import KnowledgeBaseError, UnknownDepartmentError
 from triage.models import Department, TypicalProblem
 
 
@@ -61,6 +61,13 @@ class KnowledgeBase:
     def resolve_department(self, name: str) -> str | None:
         """Canonical name for a name, full name or alias; None when unknown."""
         return self._alias.get(name.strip())
+
+    def check_department(self, name: str, *, field: str = "department") -> str:
+        """Canonical name for a name, full name or alias; UnknownDepartmentError naming `field` otherwise."""
+        canonical = self.resolve_department(name)
+        if canonical is None:
+            raise UnknownDepartmentError(name, self.department_names, field=field)
+        return canonical
 
     def service_items(self) -> set[str]:
         return {item for p in self.problems for item in p.service_items}

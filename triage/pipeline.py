@@ -23,10 +23,12 @@ from triage.drafting import (
     ScoredProblem,
 )
 from triage.errors import DraftingError, EmbedderMismatchError, EmbeddingError, VectorStoreError
+from triage.knowledge import KnowledgeBase
 from triage.models import Complaint, Draft, Evidence, ProblemMatch
 from triage.redaction import INSTRUCTION_PLACEHOLDER, mask_pii, redact
 from triage.routing import RoutingResult
 from triage.settings import Settings
+from triage.snapshot import Models
 from triage.tokens import TokenCounter
 from triage.workspace import Workspace, case_from_hit_meta
 from vectorstore import Hit
@@ -86,12 +88,10 @@ class TriagePipeline:
         self.tokens = tokens or TokenCounter(self.settings.tiktoken_encoding)
         self.llm = llm
         self.offline = OfflineDrafter()
-        self._problem_cache: tuple[str, list[str], SparseMatrix] | None = None
         self._query_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="triage-retrieval")
 
     @classmethod
-    def from_settings(cls, settings: Settings, workspace: Workspace | None = None) -> TriagePipeline:
-        ws = workspace or Workspace.open(settings)
+    def from_settings(cls, settings: Settings, workspace: Workspace) -> TriagePipeline:
         tokens = TokenCounter(settings.tiktoken_encoding)
         llm: Drafter | None = None
         if settings.llm_enabled:
@@ -106,7 +106,7 @@ class TriagePipeline:
                 method=settings.llm_structured_method,
                 tokens=tokens,
             )
-        return cls(ws, llm=llm, tokens=tokens)
+        return cls(workspace, llm=llm, tokens=tokens)
 
     # -- steps -----------------------------------------------------------------------------
     def _prepare(self, complaint: Complaint) -> _Prepared:
@@ -129,18 +129,16 @@ class TriagePipeline:
         )
 
     def _retrieve(
-        self, texts: list[str], x: SparseMatrix, exclude: Exclusions
+        self, m: Models, texts: list[str], x: SparseMatrix, exclude: Exclusions
     ) -> tuple[list[list[Hit]], list[list[Hit]], str | None]:
         s = self.settings
         extra = 10 if exclude else 0
         try:
-            vectors = self.ws.embed_queries(texts, x)
+            vectors = m.embed_queries(texts, x)
             # The two collections are queried at once: Chroma's engine releases the GIL, and the two
             # queries are half of a single complaint's latency.
-            pending = self._query_pool.submit(self.ws.search_vectors, vectors, collection=PROBLEMS, k=s.top_k_problems)
-            cases = (
-                self.ws.search_vectors(vectors, collection=CASES, k=s.top_k_cases + extra) if s.top_k_cases else None
-            )
+            pending = self._query_pool.submit(m.search_vectors, vectors, collection=PROBLEMS, k=s.top_k_problems)
+            cases = m.search_vectors(vectors, collection=CASES, k=s.top_k_cases + extra) if s.top_k_cases else None
             problems = pending.result()
         except EmbedderMismatchError:
             raise
@@ -153,34 +151,26 @@ class TriagePipeline:
         cases = [[h for h in hits if exclude.keep(h)][: s.top_k_cases] for hits in cases]
         return problems, cases, None
 
-    def _problem_vectors(self) -> tuple[list[str], SparseMatrix]:
-        """Lexical TF-IDF rows of every typical problem, cached per text model."""
-        model = self.ws.text_model
-        assert model is not None
-        key = model.fingerprint
-        if self._problem_cache is None or self._problem_cache[0] != key:
-            problems = self.ws.kb.problems
-            rows = model.sparse([redact(p.search_text()).text for p in problems]) if problems else None
-            self._problem_cache = (key, [p.id for p in problems], rows)
-        return self._problem_cache[1], self._problem_cache[2]
-
-    def _match_scores(self, x_row: SparseMatrix, hits: Sequence[Hit]) -> dict[str, float]:
+    @staticmethod
+    def _match_scores(m: Models, x_row: SparseMatrix, hits: Sequence[Hit]) -> dict[str, float]:
         """Match score per retrieved problem: mean of embedding similarity and lexical TF-IDF cosine.
 
         The lexical half keeps the score comparable across embedders and knowledge-base sizes (an
         LSA space fitted on a small corpus makes unrelated texts look similar).
         """
-        ids, rows = self._problem_vectors()
+        ids, rows = m.problem_ids, m.problem_rows
         if rows is None or not hits:
             return {}
         lexical = dict(zip(ids, (rows @ x_row.T).toarray().ravel().tolist(), strict=True))
         return {h.id: round(0.5 * (h.similarity + min(1.0, lexical.get(h.id, 0.0))), 4) for h in hits}
 
-    def _match(self, complaint: Complaint, department: str, scores: dict[str, float]) -> ScoredProblem | None:
+    def _match(
+        self, m: Models, complaint: Complaint, department: str, scores: dict[str, float]
+    ) -> ScoredProblem | None:
         """The best-scoring typical problem of the routed department at or above the threshold."""
         best: tuple[float, ScoredProblem] | None = None
         for pid, score in scores.items():
-            problem = self.ws.kb.problems_by_id.get(pid)
+            problem = m.kb.problems_by_id.get(pid)
             if problem is None or problem.department != department:
                 continue
             rank = score + (0.1 if complaint.service_item in problem.service_items else 0.0)
@@ -189,14 +179,20 @@ class TriagePipeline:
         return best[1] if best else None
 
     def _draft_one(
-        self, prep: _Prepared, route: RoutingResult, x_row: SparseMatrix, problem_hits: list[Hit], case_hits: list[Hit]
+        self,
+        m: Models,
+        prep: _Prepared,
+        route: RoutingResult,
+        x_row: SparseMatrix,
+        problem_hits: list[Hit],
+        case_hits: list[Hit],
     ) -> Draft:
-        kb = self.ws.kb
-        scores = self._match_scores(x_row, problem_hits)
+        kb = m.kb
+        scores = self._match_scores(m, x_row, problem_hits)
         problems = [ScoredProblem(kb.problems_by_id[i], s) for i, s in scores.items() if i in kb.problems_by_id]
         problems.sort(key=lambda p: -p.similarity)
         cases = [ScoredCase(case_from_hit_meta(h.id, h.document, h.metadata), h.similarity) for h in case_hits]
-        matched = self._match(prep.complaint, route.department, scores)
+        matched = self._match(m, prep.complaint, route.department, scores)
         ctx = DraftContext(
             complaint=prep.complaint,
             text=prep.text,
@@ -213,7 +209,7 @@ class TriagePipeline:
         result: DraftResult | None = None
         if self.llm is not None:
             try:
-                result = self._checked_llm(self.llm.draft(ctx), ctx, warnings)
+                result = self._checked_llm(self.llm.draft(ctx), ctx, warnings, chosen=route.chosen)
             except DraftingError as exc:
                 fallback = exc.reason
             except Exception as exc:  # the invariant: a valid complaint always gets a draft
@@ -266,7 +262,7 @@ class TriagePipeline:
                 else None
             ),
             possible_new_problem=problem is None,
-            no_match_reason=None if problem else self._no_match_reason(problems, result.department),
+            no_match_reason=None if problem else self._no_match_reason(kb, problems, result.department),
             root_cause=root_cause,
             reply=reply,
             confidence=round(min(1.0, max(0.0, score)), 4),
@@ -279,9 +275,9 @@ class TriagePipeline:
             warnings=warnings,
         )
 
-    def _no_match_reason(self, problems: Sequence[ScoredProblem], department: str) -> str:
+    def _no_match_reason(self, kb: KnowledgeBase, problems: Sequence[ScoredProblem], department: str) -> str:
         own = [p for p in problems if p.problem.department == department]
-        if not self.ws.kb.problems:
+        if not kb.problems:
             return "no typical problems in the knowledge base"
         if not own:
             return f"no typical problem of {department} among the nearest; possible new problem"
@@ -290,15 +286,19 @@ class TriagePipeline:
             f"{own[0].similarity:.2f} < {self.settings.problem_match_threshold:.2f}; possible new problem"
         )
 
-    def _checked_llm(self, result: DraftResult, ctx: DraftContext, warnings: list[str]) -> DraftResult:
+    def _checked_llm(
+        self, result: DraftResult, ctx: DraftContext, warnings: list[str], *, chosen: bool = False
+    ) -> DraftResult:
         """Routing stays grounded: the LLM may choose among the candidates, not outside them."""
         candidates = [s.department for s in ctx.top_departments]
+        if chosen:
+            candidates = candidates[:1]
         if result.department not in candidates:
             warnings.append(
                 f"LLM chose {result.department}, outside the retrieval-grounded candidates; kept {candidates[0]}"
             )
             result.department = candidates[0]
-        problem = self.ws.kb.problems_by_id.get(result.typical_problem_id or "")
+        problem = ctx.kb.problems_by_id.get(result.typical_problem_id or "")
         if problem is not None and problem.department != result.department:
             warnings.append(f"LLM matched {problem.id} of {problem.department}; replaced by retrieval's match")
             m = ctx.matched_problem
@@ -310,10 +310,16 @@ class TriagePipeline:
         return self.triage_many([complaint])[0]
 
     def triage_many(
-        self, complaints: Sequence[Complaint], *, exclude: Exclusions | None = None, pool: Executor | None = None
+        self,
+        complaints: Sequence[Complaint],
+        *,
+        exclude: Exclusions | None = None,
+        pool: Executor | None = None,
+        departments: Sequence[str | None] | None = None,
     ) -> list[Draft]:
         """Drafts for complaints in order; retrieval and routing are batched. With an LLM drafter and a
-        `pool`, the drafts (one LLM call each) run concurrently on it."""
+        `pool`, the drafts (one LLM call each) run concurrently on it. `departments` (per complaint, or
+        None) are departments a person chose: the draft is written for that department."""
         if not complaints:
             return []
         exclude = exclude or Exclusions()
@@ -325,16 +331,17 @@ class TriagePipeline:
             + p.text.replace(INSTRUCTION_PLACEHOLDER, "")
             for p in preps
         ]
-        model, router = self.ws.text_model, self.ws.router
-        assert model is not None and router is not None
-        x = model.sparse(texts)
-        problem_hits, case_hits, degraded = self._retrieve(texts, x, exclude)
-        routes = router.route(x, model.dense_from_sparse(x), case_hits, problem_hits)
+        m = self.ws.models  # one snapshot for the whole call, whatever a rebuild swaps in meanwhile
+        x = m.text_model.sparse(texts)
+        problem_hits, case_hits, degraded = self._retrieve(m, texts, x, exclude)
+        routes = m.router.route(x, m.text_model.dense_from_sparse(x), case_hits, problem_hits)
+        if departments is not None:
+            routes = [r if d is None else r.choose(d) for r, d in zip(routes, departments, strict=True)]
         jobs = []
         for i, (prep, route, ph, ch) in enumerate(zip(preps, routes, problem_hits, case_hits, strict=True)):
             if degraded:
                 prep.warnings.append(degraded)
             jobs.append((prep, route, x[i], ph, ch))
         if pool is not None and self.llm is not None:
-            return list(pool.map(lambda job: self._draft_one(*job), jobs))
-        return [self._draft_one(*job) for job in jobs]
+            return list(pool.map(lambda job: self._draft_one(m, *job), jobs))
+        return [self._draft_one(m, *job) for job in jobs]

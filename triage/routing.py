@@ -148,6 +148,14 @@ class RoutingResult:
     top: list[DepartmentScore]
     department: str
     confidence: float
+    chosen: bool = False  # a person chose the department (a reassignment): drafting must keep it
+
+    def choose(self, department: str) -> RoutingResult:
+        """The same scores, with the department a person chose first and kept."""
+        score = next((s.score for s in self.top if s.department == department), 0.0)
+        rest = [s for s in self.top if s.department != department]
+        top = [DepartmentScore(department=department, score=score), *rest][: max(len(self.top), 1)]
+        return RoutingResult(top=top, department=department, confidence=score, chosen=True)
 
 
 class Router:

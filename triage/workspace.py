@@ -1,57 +1,51 @@
-"""A workspace: one data directory holding the knowledge base, the fitted models and the vector index.
+"""A workspace: one data directory holding the knowledge base, the built models and the vector index.
 
-<data_dir>/kb.json                    the active knowledge base (seeded from the built-in one)
-<data_dir>/models/text_model.joblib   offline text model (TF-IDF + LSA) fitted on the corpus
-<data_dir>/models/router.joblib       the department router
-<data_dir>/models/state.json          "building" during a rebuild, "ready" after: an interrupted rebuild is redone
-<data_dir>/triage.db                  SQLite: past cases and the unlabelled corpus (unless a database URL is set)
-<data_dir>/chroma/                    embedded Chroma (unless a Chroma server URL is configured)
+<data_dir>/kb.json                       the knowledge base the next build uses (seeded from the built-in one)
+<data_dir>/models/current.json           the live build: its id, its collections, its embedder, when it started
+<data_dir>/models/<build>/               that build's kb.json, text_model.joblib and router.joblib
+<data_dir>/triage.db                     SQLite: cases, past cases, the corpus (unless a database URL is set)
+<data_dir>/chroma/                       embedded Chroma (unless a Chroma server URL is configured)
 
-The database is the source of truth; the Chroma collections are an index rebuilt from it by reindex().
+Opening a workspace loads the live build, or none: it never builds. Building is an explicit step
+(`triage kb reindex`, a history or corpus import, `triage serve --demo` on a new workspace), and
+`Workspace.models` on a workspace never built raises NotBuiltError saying what to run. A build
+writes a new generation beside the live one and switches `current.json` to it in one rename, so an
+interrupted build leaves the live one untouched. Other processes on the workspace pick the new
+build up through `refresh()` (a watcher thread in long-running processes).
+
+The database is the source of truth; the Chroma collections are an index rebuilt from it.
 """
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
+import shutil
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from triage import knowledge
-from triage.errors import VectorStoreError
+from triage.database import Database, database_url
+from triage.errors import NotBuiltError, TriageError
 from triage.knowledge import KnowledgeBase
 from triage.models import PastCase, TypicalProblem
 from triage.redaction import redact
 from triage.routing import Router, kb_training_docs
 from triage.settings import Settings
-from triage.store import HistoryStore, content_hash, database_url, make_engine
-from vectorstore import Embedder, Hit, OfflineEmbedder, OpenAIEmbedder, TextModel, VectorIndex, make_client
-from vectorstore.embedders import Matrix, SparseMatrix
-from vectorstore.store import CASES, PROBLEMS
+from triage.snapshot import Models, settle_heap
+from triage.store import HistoryStore, content_hash
+from vectorstore import Embedder, OfflineEmbedder, OpenAIEmbedder, TextModel, VectorIndex, make_client
+from vectorstore.store import CASES, PROBLEMS, close_client
 
 log = logging.getLogger(__name__)
-
-
-def settle_heap() -> None:
-    """Hide the objects alive now from the cyclic garbage collector: the loaded models, the libraries.
-
-    A long-running process (the API) keeps them for its whole life, and every full collection walked
-    them all: measured in the API under load, about 240,000 objects and a 140 ms pause every few
-    seconds, for nothing collected (a queue request's p99 was 170 ms with a p95 of 50 ms). Frozen, a
-    full collection took 2 ms. Call it once the models are loaded, and again after replacing them:
-    what an earlier call froze is unfrozen and collected first, so replaced models are freed.
-    Reference counting frees frozen objects as usual.
-    """
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
-
-
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+BUILD_CATCH_UP = timedelta(minutes=1)  # cases approved this long before a build started are indexed again
+WATCH_S = 1.0  # how often a long-running process looks for a build made by another
 
 
 @dataclass
@@ -66,25 +60,51 @@ class Stats:
     router_history: int
     data_dir: str
     chroma: str
+    build: str
 
 
 class Workspace:
-    """Opened by `Workspace.open(settings)`; seeds the built-in knowledge base on first use."""
+    """Opened by `Workspace.open(settings)`; thread-safe. `models` is the live snapshot."""
 
-    def __init__(self, settings: Settings, kb: KnowledgeBase, index: VectorIndex, store: HistoryStore) -> None:
+    def __init__(self, settings: Settings, client: Any, store: HistoryStore) -> None:
         self.settings = settings
-        self.kb = kb
-        self.index = index
-        self.store = store
         self.data_dir = settings.data_dir
-        self.text_model: TextModel | None = None
-        self.router: Router | None = None
-        self.embedder: Embedder | None = None
-        self._loaded_state: str | None = None  # the state file as it was when these models were loaded
+        self.store = store
+        self._client = client
+        self._models: Models | None = None
+        self._loaded: str | None = None  # current.json as it was when `_models` was loaded
+        self._build_lock = threading.Lock()  # one build (or one refresh) at a time in this process
+        self._watcher: threading.Thread | None = None
+        self._closing = threading.Event()
+
+    @classmethod
+    def open(cls, settings: Settings, *, build: bool = False) -> Workspace:
+        """Open the workspace (migrating its database) and load its live build; with `build`, build one
+        if there is none (the demo and first-time set-up)."""
+        active_kb(settings)  # seeds kb.json on first use
+        key = settings.chroma_api_key.get_secret_value() if settings.chroma_api_key else None
+        db = Database.connect(database_url(settings.database_url, settings.data_dir))
+        try:
+            client = make_client(path=settings.data_dir / "chroma", url=settings.chroma_url, api_key=key)
+        except BaseException:
+            db.close()
+            raise
+        ws = cls(settings, client, HistoryStore(db))
+        try:
+            ws.refresh()
+            if build and ws._models is None:
+                ws.reindex()
+        except BaseException:
+            ws.close()
+            raise
+        return ws
 
     def close(self) -> None:
-        self.index.close()
-        self.store.engine.dispose()
+        self._closing.set()
+        if self._watcher is not None:
+            self._watcher.join(5)
+        close_client(self._client)
+        self.store.db.close()
 
     def __enter__(self) -> Workspace:
         return self
@@ -92,76 +112,202 @@ class Workspace:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- paths -----------------------------------------------------------------------------
+    # -- the live snapshot -----------------------------------------------------------------
     @property
-    def _kb_path(self) -> Path:
-        return self.data_dir / "kb.json"
-
-    @property
-    def _model_path(self) -> Path:
-        return self.data_dir / "models" / "text_model.joblib"
+    def built(self) -> bool:
+        return self._models is not None
 
     @property
-    def _router_path(self) -> Path:
-        return self.data_dir / "models" / "router.joblib"
+    def models(self) -> Models:
+        """The live snapshot; read it once per call and use that one throughout."""
+        models = self._models
+        if models is None:
+            raise NotBuiltError(self._not_built_reason())
+        return models
 
     @property
-    def _state_path(self) -> Path:
-        return self.data_dir / "models" / "state.json"
+    def kb(self) -> KnowledgeBase:
+        """The live build's knowledge base; before the first build, the one it will use."""
+        models = self._models
+        return models.kb if models is not None else active_kb(self.settings)
 
-    def _ready(self) -> bool:
-        if not (self._model_path.exists() and self._router_path.exists() and self._state_path.exists()):
-            return False
-        return bool(json.loads(self._state_path.read_text(encoding="utf-8")).get("status") == "ready")
+    @property
+    def db(self) -> Database:
+        return self.store.db
 
-    # -- opening ---------------------------------------------------------------------------
-    @classmethod
-    def open(cls, settings: Settings) -> Workspace:
-        data_dir = settings.data_dir
-        kb = active_kb(settings)
-        key = settings.chroma_api_key.get_secret_value() if settings.chroma_api_key else None
-        client = make_client(path=data_dir / "chroma", url=settings.chroma_url, api_key=key)
-        store = HistoryStore(make_engine(database_url(settings.database_url, data_dir)))
-        ws = cls(settings, kb, VectorIndex(client, prefix="triage"), store)
-        if ws._ready() and ws.index.built_with(PROBLEMS) is not None:
-            ws._load_models()
-        else:
-            ws.reindex()
-        return ws
+    def _not_built_reason(self) -> str:
+        legacy = (self._models_dir / "state.json").exists()
+        why = "was built by an earlier version" if legacy else "has not been built"
+        return (
+            f"the workspace {self.data_dir} {why}; build it with `triage kb reindex` "
+            "(or `triage serve --demo`, or `triage history import FILE`)"
+        )
 
-    def _load_models(self) -> None:
-        """Load everything first, then swap it in at once; if the state changed meanwhile (a rebuild
-        finished while loading), `stale()` stays true and the next check loads again."""
-        state = self._state_path.read_text(encoding="utf-8")
-        kb = active_kb(self.settings)
-        text_model = TextModel.load(self._model_path)
-        router = Router.load(self._router_path)
-        embedder = self._make_embedder(text_model)
-        self.kb, self.text_model, self.router, self.embedder = kb, text_model, router, embedder
-        self._loaded_state = state
-
-    # -- several processes on one workspace --------------------------------------------------
-    def stale(self) -> bool:
-        """Whether another process (a `triage kb …` command, another API worker) rebuilt the index or
-        retrained routing since this one loaded its models. Reads one small file."""
+    def refresh(self) -> bool:
+        """Load the live build if it is not the one loaded (another process built it); True if swapped.
+        Cheap when nothing changed: one small file is read."""
         try:
-            state = self._state_path.read_text(encoding="utf-8")
-        except OSError:
+            current = (self._models_dir / "current.json").read_text(encoding="utf-8")
+        except FileNotFoundError:
             return False
-        return state != self._loaded_state and json.loads(state).get("status") == "ready"
+        if current == self._loaded:
+            return False
+        with self._build_lock:
+            if current == self._loaded:
+                return False
+            state = json.loads(current)
+            models = self._load(state)
+            first = self._models is None
+            self._swap(models, current)
+        if not first:  # this process served the replaced build: its approvals may have gone there
+            self._catch_up(models, state)
+        return True
 
-    def reload(self) -> None:
-        """Load the knowledge base and models another process built (see `stale`), and reopen the
-        collections it recreated."""
-        self.index.forget()
-        self._load_models()
-        log.info("reloaded the knowledge base and models rebuilt by another process")
+    def watch(self, interval_s: float = WATCH_S) -> None:
+        """Refresh on a thread of its own, so no request ever loads models on its way through."""
+        if self._watcher is not None:
+            return
 
-    def _mark_ready(self) -> None:
-        assert self.embedder is not None
-        state = {"status": "ready", "embedder": self.embedder.fingerprint, "build": uuid.uuid4().hex}
-        _write_json(self._state_path, state)
-        self._loaded_state = self._state_path.read_text(encoding="utf-8")
+        def run() -> None:
+            while not self._closing.wait(interval_s):
+                try:
+                    if self.refresh():
+                        log.info("loaded build %s made by another process", self.models.build)
+                except Exception:
+                    log.exception("could not load the workspace's new build; keeping the current one")
+
+        self._watcher = threading.Thread(target=run, name="triage-build-watcher", daemon=True)
+        self._watcher.start()
+
+    def use(self, models: Models) -> None:
+        """Serve a snapshot made in memory (an evaluation's router without its own test items); not saved."""
+        self._models = models
+
+    def _swap(self, models: Models, current: str) -> None:
+        self._models, self._loaded = models, current
+        settle_heap()  # the new snapshot lives long; the replaced one is freed
+
+    def _load(self, state: dict[str, Any]) -> Models:
+        folder = self._models_dir / state["build"]
+        kb = KnowledgeBase.from_json(json.loads((folder / "kb.json").read_text(encoding="utf-8")))
+        text_model = TextModel.load(folder / "text_model.joblib")
+        return Models.assemble(
+            build=state["build"],
+            kb=kb,
+            text_model=text_model,
+            router=Router.load(folder / "router.joblib"),
+            embedder=self._make_embedder(text_model),
+            index=VectorIndex(self._client, prefix=state["collections"]),
+        )
+
+    def _catch_up(self, models: Models, state: dict[str, Any]) -> None:
+        """Index the cases approved while the build ran: their approval indexed them into the snapshot
+        it had, which may have been the one this build replaces."""
+        started = datetime.fromisoformat(state["started"]) - BUILD_CATCH_UP
+        try:
+            recent = self.store.cases_since(started)
+            if recent:
+                self._index(models, recent)
+        except TriageError as exc:  # they stay in the database; the next build indexes them
+            log.warning("could not index the cases approved during build %s: %s", models.build, exc)
+
+    # -- building --------------------------------------------------------------------------
+    @property
+    def _models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    def reindex(self, progress: Progress | None = None) -> Models:
+        """Build a new generation from the knowledge base file and the database: refit the text model,
+        index typical problems and past cases into new collections, train the router; then switch."""
+        report = progress or (lambda stage, done, total: None)
+        with self._build_lock:
+            started = datetime.now(UTC)
+            build = uuid.uuid4().hex[:12]
+            kb = active_kb(self.settings)
+            cases = self.past_cases()
+            redacted = [case_text(c) for c in cases]
+            curated = [t for t, _ in kb_training_docs(kb)] + sorted(kb.service_items())
+            corpus = redacted + [redact(t).text for t in self.store.corpus()]
+            report("fitting the text model", 0, 1)
+            text_model = TextModel.fit(corpus, curated=curated, dim=self.settings.offline_embedding_dim)
+            report("fitting the text model", 1, 1)
+            embedder = self._make_embedder(text_model)
+            index = VectorIndex(self._client, prefix=f"triage-{build}")
+            index.recreate(PROBLEMS, embedder=embedder.fingerprint)
+            index.recreate(CASES, embedder=embedder.fingerprint)
+            if kb.problems:
+                _upsert_problems(index, kb.problems, embedder)
+            for start in range(0, len(cases), 1000):
+                report("indexing past cases", start, len(cases))
+                _index_into(index, embedder, cases[start : start + 1000], redacted[start : start + 1000])
+            report("indexing past cases", len(cases), len(cases))
+            report("training the router", 0, 1)
+            router = _train(kb, text_model, cases, redacted)
+            report("training the router", 1, 1)
+            models = Models.assemble(
+                build=build, kb=kb, text_model=text_model, router=router, embedder=embedder, index=index
+            )
+            state = self._publish(models, collections=index.prefix, started=started)
+        self._catch_up(models, state)
+        log.info("built %s: %d typical problems, %d past cases, %s", build, len(kb.problems), len(cases), embedder)
+        return models
+
+    def retrain_router(self) -> Models:
+        """Train routing again on the knowledge base and the history, keeping the live text model and
+        collections (a new build that shares them)."""
+        with self._build_lock:
+            live = self.models
+            started = datetime.now(UTC)
+            cases = self.past_cases()
+            router = _train(live.kb, live.text_model, cases, [case_text(c) for c in cases])
+            models = Models.assemble(
+                build=uuid.uuid4().hex[:12],
+                kb=live.kb,
+                text_model=live.text_model,
+                router=router,
+                embedder=live.embedder,
+                index=live.index,
+            )
+            state = self._publish(models, collections=live.index.prefix, started=started)
+        self._catch_up(models, state)
+        return models
+
+    def _publish(self, models: Models, *, collections: str, started: datetime) -> dict[str, Any]:
+        """Save the build's files, switch current.json to it, swap the snapshot, drop the generation
+        before the previous one."""
+        folder = self._models_dir / models.build
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_json(folder / "kb.json", models.kb.to_json())
+        models.text_model.save(folder / "text_model.joblib")
+        models.router.save(folder / "router.joblib")
+        path = self._models_dir / "current.json"
+        old = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+        state = {
+            "build": models.build,
+            "collections": collections,
+            "embedder": models.embedder.fingerprint,
+            "started": started.isoformat(),
+            "previous": {"build": old["build"], "collections": old["collections"]} if old else None,
+        }
+        _write_json(path, state)
+        self._swap(models, path.read_text(encoding="utf-8"))
+        (self._models_dir / "state.json").unlink(missing_ok=True)  # an earlier version's marker
+        if old and old.get("previous"):
+            self._drop(
+                old["previous"], keep={models.build, old["build"]}, keep_collections={collections, old["collections"]}
+            )
+        return state
+
+    def _drop(self, generation: dict[str, str], *, keep: set[str], keep_collections: set[str]) -> None:
+        if generation["build"] not in keep:
+            shutil.rmtree(self._models_dir / generation["build"], ignore_errors=True)
+        if generation["collections"] not in keep_collections:
+            old = VectorIndex(self._client, prefix=generation["collections"])
+            for name in (PROBLEMS, CASES):
+                try:
+                    old.drop(name)
+                except Exception as exc:  # an index left behind costs disk, not correctness
+                    log.warning("could not drop the old collection %s of %s: %s", name, generation["collections"], exc)
 
     def _make_embedder(self, model: TextModel) -> Embedder:
         s = self.settings
@@ -175,169 +321,70 @@ class Workspace:
             )
         return OfflineEmbedder(model)
 
-    # -- knowledge -------------------------------------------------------------------------
-    def load_kb(self, kb: KnowledgeBase) -> None:
-        """Replace the knowledge base; past cases whose department left the taxonomy are kept but unused."""
-        self.kb = kb
-        self.save_kb()
-        self.reindex()
+    # -- knowledge and history -------------------------------------------------------------
+    def load_kb(self, kb: KnowledgeBase, progress: Progress | None = None) -> Models:
+        """Replace the knowledge base and build; past cases whose department left the taxonomy are kept but unused."""
+        self.save_kb(kb)
+        return self.reindex(progress)
 
-    def save_kb(self) -> None:
-        _write_json(self._kb_path, self.kb.to_json())
+    def save_kb(self, kb: KnowledgeBase) -> None:
+        """The knowledge base the next build uses."""
+        _write_json(self.data_dir / "kb.json", kb.to_json())
 
     def past_cases(self) -> list[PastCase]:
         """Every past case, as stored (original text; redacted only where it leaves the process)."""
         return list(self.store.cases())
 
-    def reindex(self, progress: Progress | None = None) -> None:
-        """Refit the text model on all the workspace's text, rebuild both collections, retrain the router.
-
-        A marker file says "building" until the end: a workspace whose rebuild was interrupted is
-        rebuilt again when next opened, never used half-indexed.
-        """
-        report = progress or (lambda stage, done, total: None)
-        _write_json(self._state_path, {"status": "building"})
-        cases = self.past_cases()
-        redacted = [case_text(c) for c in cases]
-        curated = [t for t, _ in kb_training_docs(self.kb)] + sorted(self.kb.service_items())
-        corpus = redacted + [redact(t).text for t in self.store.corpus()]
-        report("fitting the text model", 0, 1)
-        model = TextModel.fit(corpus, curated=curated, dim=self.settings.offline_embedding_dim)
-        report("fitting the text model", 1, 1)
-        embedder = self._make_embedder(model)
-        self.index.recreate(PROBLEMS, embedder=embedder.fingerprint)
-        if self.kb.problems:
-            self._upsert_problems(self.kb.problems, embedder)
-        self.index.recreate(CASES, embedder=embedder.fingerprint)
-        self.text_model, self.embedder = model, embedder
-        for start in range(0, len(cases), 1000):
-            report("indexing past cases", start, len(cases))
-            self.index_cases(cases[start : start + 1000], redacted[start : start + 1000])
-        report("indexing past cases", len(cases), len(cases))
-        model.save(self._model_path)
-        report("training the router", 0, 1)
-        self._train_router(cases, redacted)
-        report("training the router", 1, 1)
-        self._mark_ready()
-        log.info(
-            "reindexed: %d typical problems, %d past cases, %s",
-            len(self.kb.problems),
-            len(cases),
-            embedder.fingerprint,
-        )
-
-    def retrain_router(self, cases: Sequence[PastCase] | None = None, texts: Sequence[str] | None = None) -> None:
-        """Train routing on the knowledge base and the history (redacted texts, as at triage time)."""
-        self._train_router(cases, texts)
-        self._mark_ready()  # other processes on this workspace load the new router
-
-    def _train_router(self, cases: Sequence[PastCase] | None = None, texts: Sequence[str] | None = None) -> None:
-        assert self.text_model is not None
-        cases = self.past_cases() if cases is None else cases
-        texts = [case_text(c) for c in cases] if texts is None else texts
-        history = [(t, c.department) for t, c in zip(texts, cases, strict=True)]
-        self.router = Router.train(kb=self.kb, model=self.text_model, history=history)
-        self.router.save(self._router_path)
-
-    def _upsert_problems(self, problems: Sequence[TypicalProblem], embedder: Embedder) -> None:
-        texts = [redact(p.search_text()).text for p in problems]
-        self.index.upsert(
-            PROBLEMS,
-            embedder=embedder.fingerprint,
-            ids=[p.id for p in problems],
-            embeddings=embedder.embed(texts),
-            documents=texts,
-            metadatas=[{"department": p.department, "title": p.title, "status": p.status.value} for p in problems],
-        )
-
-    # -- history ---------------------------------------------------------------------------
     def add_past_cases(self, cases: Iterable[PastCase]) -> list[PastCase]:
         """Store resolved cases and index them for retrieval at once; returns those that were new.
 
-        Routing learns them at the next retrain (`reindex`, `retrain_router`, or a history import).
+        Routing learns them at the next build (`reindex`, `retrain_router`, or a history import).
         """
         fresh = self.store.add_cases(cases)
-        for start in range(0, len(fresh), 1000):
-            self.index_cases(fresh[start : start + 1000])
+        if fresh:
+            self.index_cases(fresh)
         return fresh
 
     def import_history(self, cases: Iterable[PastCase], progress: Progress | None = None) -> list[PastCase]:
-        """Store a batch of history and rebuild: refit the text model, reindex, retrain routing."""
+        """Store a batch of history and build: refit the text model, reindex, retrain routing."""
         fresh = self.store.add_cases(cases)
-        if fresh:
+        if fresh or not self.built:
             self.reindex(progress)
         return fresh
 
     def import_corpus(self, texts: Iterable[str]) -> int:
-        """Store unlabelled texts for the text model; they take effect at the next reindex."""
+        """Store unlabelled texts for the text model; they take effect at the next build."""
         return self.store.add_corpus(texts)
 
-    def index_cases(self, cases: Sequence[PastCase], texts: Sequence[str] | None = None) -> int:
-        """Make stored past cases retrievable (texts: their case_text, if already computed)."""
-        assert self.embedder is not None
-        texts = [case_text(c) for c in cases] if texts is None else texts
-        redacted = [
-            c.model_copy(
-                update={
-                    "text": t,
-                    "reply": redact(c.reply).text if c.reply else None,
-                    "root_cause": redact(c.root_cause).text if c.root_cause else None,
-                }
-            )
-            for c, t in zip(cases, texts, strict=True)
-        ]
-        self.index.upsert(
-            CASES,
-            embedder=self.embedder.fingerprint,
-            ids=[c.id for c in redacted],
-            embeddings=self.embedder.embed([c.text for c in redacted]),
-            documents=[c.text for c in redacted],
-            metadatas=[_case_meta(c, content_hash(o.text)) for c, o in zip(redacted, cases, strict=True)],
-        )
-        return len(redacted)
+    def index_cases(self, cases: Sequence[PastCase]) -> int:
+        """Make stored past cases retrievable in the live build."""
+        return self._index(self.models, cases)
 
-    # -- retrieval -------------------------------------------------------------------------
-    def embed_queries(self, texts: Sequence[str], sparse_rows: SparseMatrix | None = None) -> Matrix:
-        """Query vectors for redacted texts; reuses TF-IDF rows already computed for routing."""
-        assert self.embedder is not None and self.text_model is not None
-        if sparse_rows is not None and isinstance(self.embedder, OfflineEmbedder):
-            return self.text_model.dense_from_sparse(sparse_rows)
-        return self.embedder.embed(texts)
-
-    def search_vectors(self, vectors: Matrix, *, collection: str, k: int) -> list[list[Hit]]:
-        assert self.embedder is not None
-        return self.index.query(collection, embedder=self.embedder.fingerprint, embeddings=vectors, k=k)
-
-    def search(self, texts: Sequence[str], *, collection: str, k: int) -> list[list[Hit]]:
-        """Nearest items per text (texts must already be redacted)."""
-        return self.search_vectors(self.embed_queries(texts), collection=collection, k=k)
+    @staticmethod
+    def _index(models: Models, cases: Sequence[PastCase]) -> int:
+        for start in range(0, len(cases), 1000):
+            _index_into(models.index, models.embedder, cases[start : start + 1000])
+        return len(cases)
 
     def stats(self) -> Stats:
-        assert self.embedder is not None and self.router is not None
+        m = self.models
         return Stats(
-            kb_version=self.kb.version,
-            departments=len(self.kb.departments),
-            typical_problems=len(self.kb.problems),
-            service_items=len(self.kb.service_items()),
+            kb_version=m.kb.version,
+            departments=len(m.kb.departments),
+            typical_problems=len(m.kb.problems),
+            service_items=len(m.kb.service_items()),
             past_cases=self.store.count_cases(),
-            embedder=self.embedder.fingerprint,
-            router=self.router.fingerprint,
-            router_history=self.router.n_history,
+            embedder=m.embedder.fingerprint,
+            router=m.router.fingerprint,
+            router_history=m.router.n_history,
             data_dir=str(self.data_dir),
             chroma=self.settings.chroma_url or str(self.data_dir / "chroma"),
+            build=m.build,
         )
-
-    def check_ready(self) -> None:
-        """Raise VectorStoreError unless both collections answer with the configured embedder."""
-        assert self.embedder is not None
-        for name in (PROBLEMS, CASES):
-            self.index.check(name, embedder=self.embedder.fingerprint)
-        if self.index.count(PROBLEMS) != len(self.kb.problems):
-            raise VectorStoreError("typical problem collection is out of date; run `triage kb reindex`")
 
 
 def active_kb(settings: Settings) -> KnowledgeBase:
-    """The workspace's knowledge base, seeded from the built-in one on first use (no index needed)."""
+    """The knowledge base the next build uses, seeded from the built-in one on first use."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     kb_path = settings.data_dir / "kb.json"
     if kb_path.exists():
@@ -346,6 +393,49 @@ def active_kb(settings: Settings) -> KnowledgeBase:
     _write_json(kb_path, kb.to_json())
     log.info("seeded the built-in knowledge base (%s) into %s", kb.version, settings.data_dir)
     return kb
+
+
+def _train(kb: KnowledgeBase, model: TextModel, cases: Sequence[PastCase], texts: Sequence[str]) -> Router:
+    """Routing trained on the knowledge base and the history (redacted texts, as at triage time)."""
+    history = [(t, c.department) for t, c in zip(texts, cases, strict=True)]
+    return Router.train(kb=kb, model=model, history=history)
+
+
+def _upsert_problems(index: VectorIndex, problems: Sequence[TypicalProblem], embedder: Embedder) -> None:
+    texts = [redact(p.search_text()).text for p in problems]
+    index.upsert(
+        PROBLEMS,
+        embedder=embedder.fingerprint,
+        ids=[p.id for p in problems],
+        embeddings=embedder.embed(texts),
+        documents=texts,
+        metadatas=[{"department": p.department, "title": p.title, "status": p.status.value} for p in problems],
+    )
+
+
+def _index_into(
+    index: VectorIndex, embedder: Embedder, cases: Sequence[PastCase], texts: Sequence[str] | None = None
+) -> None:
+    """Upsert past cases, redacted (texts: their case_text, if already computed)."""
+    texts = [case_text(c) for c in cases] if texts is None else texts
+    redacted = [
+        c.model_copy(
+            update={
+                "text": t,
+                "reply": redact(c.reply).text if c.reply else None,
+                "root_cause": redact(c.root_cause).text if c.root_cause else None,
+            }
+        )
+        for c, t in zip(cases, texts, strict=True)
+    ]
+    index.upsert(
+        CASES,
+        embedder=embedder.fingerprint,
+        ids=[c.id for c in redacted],
+        embeddings=embedder.embed([c.text for c in redacted]),
+        documents=[c.text for c in redacted],
+        metadatas=[_case_meta(c, content_hash(o.text)) for c, o in zip(redacted, cases, strict=True)],
+    )
 
 
 def case_text(case: PastCase) -> str:
@@ -386,6 +476,6 @@ def case_from_hit_meta(case_id: str, document: str, meta: Any) -> PastCase:
 
 def _write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
     tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
     tmp.replace(path)

@@ -97,6 +97,10 @@ class VectorIndex:
         self._prefix = prefix
         self._collections: dict[str, Any] = {}
 
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
     def _name(self, name: str) -> str:
         return f"{self._prefix}_{name}"
 
@@ -125,9 +129,15 @@ class VectorIndex:
         except Exception as exc:
             log.warning("could not set sync_threshold=%d on '%s': %s", HNSW_SYNC_THRESHOLD, col.name, exc)
 
-    def forget(self) -> None:
-        """Drop the collection handles this process holds: another process recreated them."""
-        self._collections.clear()
+    def drop(self, name: str) -> None:
+        """Delete a collection, if it exists."""
+        self._collections.pop(name, None)
+        with _mapped_errors(f"drop '{name}'"):
+            try:
+                self._client.delete_collection(self._name(name))
+            except Exception as exc:
+                if "does not exist" not in str(exc) and "NotFound" not in type(exc).__name__:
+                    raise
 
     def built_with(self, name: str) -> str | None:
         col = self._collection(name)
@@ -140,12 +150,8 @@ class VectorIndex:
 
     def recreate(self, name: str, *, embedder: str) -> None:
         """Drop and create an empty collection bound to `embedder`, cosine space."""
+        self.drop(name)
         with _mapped_errors(f"recreate '{name}'"):
-            try:
-                self._client.delete_collection(self._name(name))
-            except Exception as exc:
-                if "does not exist" not in str(exc) and "NotFound" not in type(exc).__name__:
-                    raise
             self._collections[name] = self._client.create_collection(
                 self._name(name),
                 configuration={"hnsw": {"space": "cosine", "sync_threshold": HNSW_SYNC_THRESHOLD}},

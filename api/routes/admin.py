@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, status
 
-from api.deps import AdminUser, CurrentUser, ServiceDep
+from api.deps import AdminUser, CurrentUser, ServicesDep, UsersDep, WorkspaceDep
 from api.schemas import UserUpdate
-from triage.cases.models import IssuedKey, NewUser, User, UserKeys
+from triage.access.models import IssuedKey, NewUser, User, UserKeys
 from triage.errors import NotFoundError
 from triage.models import Department, TypicalProblem
 
@@ -22,53 +23,54 @@ async def me(user: CurrentUser) -> User:
 
 
 @router.get("/departments", tags=["knowledge"])
-def departments(service: ServiceDep, user: CurrentUser) -> list[Department]:
+def departments(workspace: WorkspaceDep, user: CurrentUser) -> list[Department]:
     """The departments cases can be routed to."""
-    return list(service.kb.departments)
+    return list(workspace.kb.departments)
 
 
 @router.get("/typical-problems", tags=["knowledge"])
-def typical_problems(service: ServiceDep, user: CurrentUser, department: str | None = None) -> list[TypicalProblem]:
+def typical_problems(workspace: WorkspaceDep, user: CurrentUser, department: str | None = None) -> list[TypicalProblem]:
     """Known typical problems, optionally of one department."""
+    kb = workspace.kb
     if department is not None:
-        department = service.check_department(department)
-    return [p for p in service.kb.problems if department is None or p.department == department]
+        department = kb.check_department(department)
+    return [p for p in kb.problems if department is None or p.department == department]
 
 
 @router.post("/kb/reindex", tags=["knowledge"])
-def reindex(service: ServiceDep, admin: AdminUser) -> dict[str, Any]:
+def reindex(services: ServicesDep, admin: AdminUser) -> dict[str, Any]:
     """Rebuild the vector index and retrain routing from the stored knowledge and history."""
-    return service.reindex()
+    return asdict(services.reindex())
 
 
 @router.get("/users", tags=["access"])
-def list_users(service: ServiceDep, admin: AdminUser) -> list[UserKeys]:
+def list_users(users: UsersDep, admin: AdminUser) -> list[UserKeys]:
     """Every user with their keys (prefixes only)."""
-    return [UserKeys(user=u, keys=keys) for u, keys in service.users.list()]
+    return [UserKeys(user=u, keys=keys) for u, keys in users.list()]
 
 
 @router.post("/users", status_code=status.HTTP_201_CREATED, tags=["access"])
-def add_user(body: NewUser, service: ServiceDep, admin: AdminUser) -> IssuedKey:
+def add_user(body: NewUser, users: UsersDep, workspace: WorkspaceDep, admin: AdminUser) -> IssuedKey:
     """Create a user; the response holds their key, shown this once."""
-    return service.users.add(body, valid_departments=service.department_names())
+    return users.add(body, valid_departments=workspace.kb.department_names)
 
 
 @router.patch("/users/{name}", tags=["access"])
-def update_user(name: str, body: UserUpdate, service: ServiceDep, admin: AdminUser) -> User:
+def update_user(name: str, body: UserUpdate, users: UsersDep, admin: AdminUser) -> User:
     """Deactivate (or reactivate) a user; their keys stop (or start) working at once."""
-    return service.users.set_active(name, body.active)
+    return users.set_active(name, body.active)
 
 
 @router.post("/users/{name}/keys", status_code=status.HTTP_201_CREATED, tags=["access"])
-def issue_key(name: str, service: ServiceDep, admin: AdminUser) -> IssuedKey:
+def issue_key(name: str, users: UsersDep, admin: AdminUser) -> IssuedKey:
     """Another key for the user (for rotation); shown this once."""
-    return service.users.issue_key(name)
+    return users.issue_key(name)
 
 
 @router.delete("/users/{name}/keys/{prefix}", tags=["access"])
-def revoke_key(name: str, prefix: str, service: ServiceDep, admin: AdminUser) -> dict[str, int]:
+def revoke_key(name: str, prefix: str, users: UsersDep, admin: AdminUser) -> dict[str, int]:
     """Revoke one of the user's keys by its prefix."""
-    revoked = service.users.revoke_keys(name, prefix)
+    revoked = users.revoke_keys(name, prefix)
     if not revoked:
         raise NotFoundError(f"user '{name}' has no active key '{prefix}'")
     return {"revoked": revoked}

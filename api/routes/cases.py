@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel
 
-from api.deps import CurrentUser, ServiceDep
+from api.deps import CasesDep, CurrentUser, DecisionsDep, IntakeDep, RuntimeDep
 from api.schemas import Approve, BatchIngest, Close, Reassign, Reject, Versioned
 from triage.cases.models import AuditEvent, BatchStatus, CaseDetail, CasePage, CaseQuery, IngestReceipt, QueueStats
 from triage.errors import InputError
@@ -29,85 +29,85 @@ def json_response(model: BaseModel, status_code: int = 200) -> Response:
     response_model=CaseDetail,
     responses={200: {"model": CaseDetail, "description": "The external_id was seen before: that case"}},
 )
-def ingest(complaint: Complaint, service: ServiceDep, user: CurrentUser) -> Response:
+def ingest(complaint: Complaint, intake: IntakeDep, user: CurrentUser) -> Response:
     """Store and draft one complaint; an external_id seen before returns that case (200)."""
-    case, created = service.ingest(complaint, user=user)
+    case, created = intake.ingest(complaint, user=user)
     response = json_response(case, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
     response.headers["Location"] = f"/cases/{case.id}"
     return response
 
 
 @router.post("/cases/batch", status_code=status.HTTP_202_ACCEPTED)
-def ingest_batch(body: BatchIngest, request: Request, service: ServiceDep, user: CurrentUser) -> IngestReceipt:
+def ingest_batch(body: BatchIngest, runtime: RuntimeDep, user: CurrentUser) -> IngestReceipt:
     """Store a batch now and draft it in the background; follow progress at /batches/{id}."""
-    limit = request.app.state.settings.api_max_batch
+    limit = runtime.services.settings.api_max_batch
     if len(body.complaints) > limit:
         raise InputError(f"{len(body.complaints)} complaints in one batch; the limit is {limit}", field="complaints")
-    receipt = service.ingest_batch(body.complaints, user=user)
-    request.app.state.drafter.wake()
+    receipt = runtime.services.intake.ingest_batch(body.complaints, user=user)
+    runtime.drafter.wake()
     return receipt
 
 
 @router.get("/batches/{batch_id}")
-def batch(batch_id: str, service: ServiceDep, user: CurrentUser) -> BatchStatus:
+def batch(batch_id: str, cases: CasesDep, user: CurrentUser) -> BatchStatus:
     """Progress of a batch: cases by status, how many await a draft, how many failed."""
-    return service.batch(batch_id, user=user)
+    return cases.batch(batch_id, user=user)
 
 
 @router.get("/cases", response_model=CasePage)
-def list_cases(query: Annotated[CaseQuery, Query()], service: ServiceDep, user: CurrentUser) -> Response:
+def list_cases(query: Annotated[CaseQuery, Query()], cases: CasesDep, user: CurrentUser) -> Response:
     """The queue, filtered, sorted and paginated; only cases the caller may see."""
-    return json_response(service.queue(query, user=user))
+    return json_response(cases.queue(query, user=user))
 
 
 @router.get("/cases/{case_id}", response_model=CaseDetail)
-def get_case(case_id: str, service: ServiceDep, user: CurrentUser) -> Response:
+def get_case(case_id: str, cases: CasesDep, user: CurrentUser) -> Response:
     """The complaint, its current draft and evidence, every draft version and decision."""
-    return json_response(service.get(case_id, user=user))
+    return json_response(cases.get(case_id, user=user))
 
 
 @router.get("/cases/{case_id}/audit")
-def audit(case_id: str, service: ServiceDep, user: CurrentUser) -> list[AuditEvent]:
+def audit(case_id: str, cases: CasesDep, user: CurrentUser) -> list[AuditEvent]:
     """Every action on the case, oldest first, with the before/after of what it changed."""
-    return service.audit(case_id, user=user)
+    return cases.audit(case_id, user=user)
 
 
 @router.post("/cases/{case_id}/approve")
-def approve(case_id: str, body: Approve, service: ServiceDep, user: CurrentUser) -> CaseDetail:
+def approve(case_id: str, body: Approve, decisions: DecisionsDep, user: CurrentUser) -> CaseDetail:
     """Approve the draft as is, or with edits to department, typical problem, root cause or reply."""
-    return service.approve(case_id, user=user, version=body.version, edits=body.edits)
+    return decisions.approve(case_id, user=user, version=body.version, edits=body.edits)
 
 
 @router.post("/cases/{case_id}/reject")
-def reject(case_id: str, body: Reject, service: ServiceDep, user: CurrentUser) -> CaseDetail:
+def reject(case_id: str, body: Reject, decisions: DecisionsDep, user: CurrentUser) -> CaseDetail:
     """Reject the draft with a reason."""
-    return service.reject(case_id, user=user, version=body.version, reason=body.reason)
+    return decisions.reject(case_id, user=user, version=body.version, reason=body.reason)
 
 
 @router.post("/cases/{case_id}/reassign")
-def reassign(case_id: str, body: Reassign, service: ServiceDep, user: CurrentUser) -> CaseDetail:
+def reassign(case_id: str, body: Reassign, decisions: DecisionsDep, user: CurrentUser) -> CaseDetail:
     """Send the case to another department's queue."""
-    return service.reassign(case_id, user=user, version=body.version, department=body.department, reason=body.reason)
+    return decisions.reassign(case_id, user=user, version=body.version, department=body.department, reason=body.reason)
 
 
 @router.post("/cases/{case_id}/retriage")
-def retriage(case_id: str, body: Versioned, service: ServiceDep, user: CurrentUser) -> CaseDetail:
+def retriage(case_id: str, body: Versioned, decisions: DecisionsDep, user: CurrentUser) -> CaseDetail:
     """Draft again with the current knowledge and models; earlier drafts are kept."""
-    return service.retriage(case_id, user=user, version=body.version)
+    return decisions.retriage(case_id, user=user, version=body.version)
 
 
 @router.post("/cases/{case_id}/close")
-def close(case_id: str, body: Close, service: ServiceDep, user: CurrentUser) -> CaseDetail:
+def close(case_id: str, body: Close, decisions: DecisionsDep, user: CurrentUser) -> CaseDetail:
     """Close an approved or rejected case."""
-    return service.close(case_id, user=user, version=body.version, note=body.note)
+    return decisions.close(case_id, user=user, version=body.version, note=body.note)
 
 
 @router.get("/stats")
 def stats(
-    service: ServiceDep,
+    cases: CasesDep,
     user: CurrentUser,
     since: Annotated[datetime | None, Query(description="Cases received at or after.")] = None,
     until: Annotated[datetime | None, Query(description="Cases received before.")] = None,
 ) -> QueueStats:
     """Counts by status and department, share approved without edits, median time to decision."""
-    return service.stats(user=user, since=since, until=until)
+    return cases.stats(user=user, since=since, until=until)

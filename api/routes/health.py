@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from api.deps import CurrentUser, ServiceDep
+from api.deps import CurrentUser, ServicesDep
 from api.errors import problem
 from triage.errors import TriageError
 
@@ -21,10 +21,13 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", response_model=None)
-def readyz(request: Request, service: ServiceDep, user: CurrentUser) -> dict[str, Any] | JSONResponse:
+def readyz(services: ServicesDep, user: CurrentUser) -> dict[str, Any] | JSONResponse:
     """The database and both vector collections answer."""
     checks: dict[str, str] = {}
-    for name, check in (("database", service.ping), ("vector_store", service.pipeline.ws.check_ready)):
+    for name, check in (
+        ("database", services.db.ping),
+        ("vector_store", lambda: services.workspace.models.check_ready()),
+    ):
         try:
             check()
             checks[name] = "ok"

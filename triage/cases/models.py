@@ -7,46 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from triage.cases.states import CaseStatus, Role
+from triage.cases.filters import CaseFilters
+from triage.cases.states import CaseStatus
 from triage.models import Complaint, Draft
-
-
-class User(BaseModel):
-    """Someone (or some system) holding an API key."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: int
-    name: str
-    role: Role
-    departments: list[str] = Field(default_factory=list)
-    active: bool = True
-
-
-class NewUser(BaseModel):
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[\w.@\-\u4e00-\u9fff]+$")
-    role: Role
-    departments: list[str] = Field(default_factory=list)
-
-
-class IssuedKey(BaseModel):
-    """A new API key: `key` is shown this once and stored only as a hash."""
-
-    user: User
-    key: str
-    prefix: str
-
-
-class KeyInfo(BaseModel):
-    id: int
-    prefix: str
-    created_at: datetime
-    revoked_at: datetime | None
-
-
-class UserKeys(BaseModel):
-    user: User
-    keys: list[KeyInfo]
 
 
 class CaseSummary(BaseModel):
@@ -123,15 +86,9 @@ class Edits(BaseModel):
 Sort = Literal["received_at", "-received_at", "updated_at", "-updated_at", "confidence", "-confidence"]
 
 
-class CaseQuery(BaseModel):
-    """Filters for the queue; every filter is optional and they combine with AND."""
+class CaseQuery(CaseFilters):
+    """The queue: the case filters, text search, a batch, a sort and a page."""
 
-    status: list[CaseStatus] = Field(default_factory=list)
-    department: list[str] = Field(default_factory=list)
-    channel: list[str] = Field(default_factory=list)
-    typical_problem_id: str | None = None
-    received_from: datetime | None = None
-    received_to: datetime | None = None
     text: str | None = Field(None, max_length=200)
     batch_id: str | None = None
     sort: Sort = "-received_at"

@@ -11,9 +11,12 @@ import statistics
 from datetime import UTC, datetime
 from typing import Any, overload
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, func, or_, select, true
+from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, func, select
 from sqlalchemy.orm import Session
 
+from triage.access import policy
+from triage.access.models import User
+from triage.cases import filters
 from triage.cases.models import (
     AuditEvent,
     BatchStatus,
@@ -24,27 +27,17 @@ from triage.cases.models import (
     DecisionRecord,
     DraftVersion,
     QueueStats,
-    User,
 )
 from triage.cases.rows import AuditRow, BatchRow, CaseRow, DecisionRow, DraftRow
-from triage.cases.states import Action, CaseStatus, Role, allowed_actions
+from triage.cases.states import Action, CaseStatus, allowed_actions
 from triage.errors import NotFoundError
 from triage.models import Complaint, Draft
 
 EXCERPT_CHARS = 120
 
 
-def scope(user: User) -> ColumnElement[bool]:
-    """SQL condition selecting the cases a user may see."""
-    if user.role is Role.CASEWORKER:
-        return CaseRow.department.in_(user.departments)
-    if user.role is Role.INTAKE:
-        return CaseRow.submitted_by == user.name
-    return true()
-
-
 def visible_row(s: Session, case_id: str, user: User) -> CaseRow:
-    row = s.scalars(select(CaseRow).where(CaseRow.id == case_id, scope(user))).one_or_none()
+    row = s.scalars(select(CaseRow).where(CaseRow.id == case_id, policy.visible(user))).one_or_none()
     if row is None:
         raise NotFoundError(f"no case '{case_id}'")
     return row
@@ -176,51 +169,12 @@ _QUEUE_COLUMNS = (
     CaseRow.decided_at,
 )
 _QUEUE_FIELDS = tuple(c.key for c in _QUEUE_COLUMNS)
-_LIKE_ESCAPE = "\\"
 
 
 def _queue_params(q: CaseQuery, user: User) -> dict[str, Any]:
     """The bound values of a queue query; which of them are present is the statement's shape."""
-    params: dict[str, Any] = {}
-    if user.role is Role.CASEWORKER:
-        params["scope_departments"] = list(user.departments)
-    elif user.role is Role.INTAKE:
-        params["scope_submitter"] = user.name
-    if q.status:
-        params["status"] = [s.value for s in q.status]
-    if q.department:
-        params["department"] = list(q.department)
-    if q.channel:
-        params["channel"] = list(q.channel)
-    if q.typical_problem_id:
-        params["typical_problem_id"] = q.typical_problem_id
-    if q.received_from:
-        params["received_from"] = q.received_from
-    if q.received_to:
-        params["received_to"] = q.received_to
-    if q.batch_id:
-        params["batch_id"] = q.batch_id
-    if q.text:
-        escaped = q.text.replace(_LIKE_ESCAPE, _LIKE_ESCAPE * 2).replace("%", _LIKE_ESCAPE + "%")
-        params["text"] = "%" + escaped.replace("_", _LIKE_ESCAPE + "_") + "%"
-    return params
-
-
-_CONDITIONS: dict[str, Any] = {
-    "scope_departments": lambda: CaseRow.department.in_(bindparam("scope_departments", expanding=True)),
-    "scope_submitter": lambda: CaseRow.submitted_by == bindparam("scope_submitter"),
-    "status": lambda: CaseRow.status.in_(bindparam("status", expanding=True)),
-    "department": lambda: CaseRow.department.in_(bindparam("department", expanding=True)),
-    "channel": lambda: CaseRow.channel.in_(bindparam("channel", expanding=True)),
-    "typical_problem_id": lambda: CaseRow.typical_problem_id == bindparam("typical_problem_id"),
-    "received_from": lambda: CaseRow.received_at >= bindparam("received_from", type_=CaseRow.received_at.type),
-    "received_to": lambda: CaseRow.received_at < bindparam("received_to", type_=CaseRow.received_at.type),
-    "batch_id": lambda: CaseRow.batch_id == bindparam("batch_id"),
-    "text": lambda: or_(
-        CaseRow.text.like(bindparam("text"), escape=_LIKE_ESCAPE),
-        CaseRow.title.like(bindparam("text"), escape=_LIKE_ESCAPE),
-    ),
-}
+    text = filters.like_pattern(q.text) if q.text else None
+    return {**policy.case_scope(user), **filters.params(q, batch_id=q.batch_id, text=text)}
 
 
 @functools.lru_cache(maxsize=512)
@@ -230,7 +184,7 @@ def _queue_statements(shape: tuple[str, ...], sort: str) -> tuple[Select[Any], S
     Building a statement with its IN lists and computing its cache key was a fifth of a queue
     request; a statement reused with new bound values costs neither. Offset and limit are bound too.
     """
-    where = and_(true(), *(_CONDITIONS[name]() for name in shape))
+    where = filters.where(shape)
     count = select(func.count()).select_from(CaseRow).where(where)
     page = (
         select(*_QUEUE_COLUMNS, count.scalar_subquery().label("total"))
@@ -273,7 +227,7 @@ def audit_trail(s: Session, case_id: str, user: User) -> list[AuditEvent]:
 
 def batch_status(s: Session, batch_id: str, user: User) -> BatchStatus:
     batch = s.get(BatchRow, batch_id)
-    if batch is None or (user.role in (Role.CASEWORKER, Role.INTAKE) and batch.submitted_by != user.name):
+    if batch is None or (not policy.sees_everything(user) and batch.submitted_by != user.name):
         raise NotFoundError(f"no batch '{batch_id}'")
     counts = s.execute(
         select(CaseRow.status, CaseRow.draft_error.is_not(None), func.count())
@@ -300,7 +254,7 @@ def batch_status(s: Session, batch_id: str, user: User) -> BatchStatus:
 
 
 def queue_stats(s: Session, user: User, *, since: datetime | None = None, until: datetime | None = None) -> QueueStats:
-    conds: list[ColumnElement[bool]] = [scope(user)]
+    conds: list[ColumnElement[bool]] = [policy.visible(user)]
     if since:
         conds.append(CaseRow.received_at >= since)
     if until:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from triage.cases.rows import AuditRow, CaseRow, DraftRow, utcnow
-from triage.cases.states import CaseStatus
+from triage.cases.states import UNDECIDED, CaseStatus
 from triage.models import Draft
 
 TRACKED = ("status", "department", "assigned_by", "typical_problem_id", "confidence", "draft_no", "draft_error")
@@ -20,9 +21,6 @@ def snapshot(row: CaseRow) -> dict[str, Any]:
 
 def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     return {k: [before.get(k), v] for k, v in after.items() if before.get(k) != v}
-
-
-UNDECIDED = frozenset({CaseStatus.NEW, CaseStatus.DRAFTED, CaseStatus.REASSIGNED})
 
 
 def add_draft(s: Session, row: CaseRow, draft: Draft, *, actor: str, action: str, keep_decision: bool = False) -> None:
@@ -45,25 +43,35 @@ def add_drafts(
     with s.no_autoflush:  # one UPDATE per case, so one version step each
         for row, draft in drafted:
             befores.append(snapshot(row))
-            number = row.draft_no + 1
-            draft_row = DraftRow(
-                case_id=row.id, number=number, created_at=now, created_by=actor, body=draft.model_dump(mode="json")
-            )
-            s.add(draft_row)
-            draft_rows.append(draft_row)
-            row.draft_no = number
+            draft_rows.append(attach_draft(s, row, draft, actor=actor, now=now))
             if not keep_decision or CaseStatus(row.status) in UNDECIDED:
                 row.status = CaseStatus.DRAFTED.value
-                if row.assigned_by is None:  # a person's choice of department outlives re-drafting
-                    row.department = draft.department
-                row.typical_problem_id = draft.typical_problem.id if draft.typical_problem else None
-                row.confidence = draft.confidence
-                row.draft_error = None
-            row.updated_at = now
+                follow_draft(row, draft)
     s.flush()  # UPDATE ... WHERE version = :read; a case changed meanwhile -> StaleDataError
     for (row, _), before in zip(drafted, befores, strict=True):
         audit(s, row, actor=actor, action=action, changes=diff(before, snapshot(row)))
     return draft_rows
+
+
+def attach_draft(s: Session, row: CaseRow, draft: Draft, *, actor: str, now: datetime) -> DraftRow:
+    """Add `draft` as the case's next version (no flush: the caller's action writes the case once)."""
+    number = row.draft_no + 1
+    draft_row = DraftRow(
+        case_id=row.id, number=number, created_at=now, created_by=actor, body=draft.model_dump(mode="json")
+    )
+    s.add(draft_row)
+    row.draft_no = number
+    row.updated_at = now
+    return draft_row
+
+
+def follow_draft(row: CaseRow, draft: Draft) -> None:
+    """The working draft's department (unless a person chose it), typical problem and confidence."""
+    if row.assigned_by is None:  # a person's choice of department outlives re-drafting
+        row.department = draft.department
+    row.typical_problem_id = draft.typical_problem.id if draft.typical_problem else None
+    row.confidence = draft.confidence
+    row.draft_error = None
 
 
 def audit(s: Session, row: CaseRow, *, actor: str, action: str, changes: dict[str, Any]) -> None:

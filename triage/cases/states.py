@@ -23,6 +23,9 @@ class CaseStatus(StrEnum):
     CLOSED = "closed"
 
 
+UNDECIDED = frozenset({CaseStatus.NEW, CaseStatus.DRAFTED, CaseStatus.REASSIGNED})  # no person has decided yet
+
+
 class Action(StrEnum):
     APPROVE = "approve"
     REJECT = "reject"

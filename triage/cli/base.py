@@ -15,7 +15,9 @@ import click
 
 from triage.errors import InputError, TriageError
 from triage.models import Draft
+from triage.services import Services, build_services
 from triage.settings import Settings
+from triage.workspace import Workspace
 
 F = TypeVar("F", bound=Callable[..., Any])
 BATCH = 64
@@ -27,7 +29,8 @@ def settings_from(ctx: click.Context) -> Settings:
 
 
 def handle_errors(func: F) -> F:
-    """Map the exception tree to a one-line message and an exit code (no tracebacks)."""
+    """Map the exception tree to a one-line message and an exit code (no tracebacks): 2 for invalid
+    input, 3 for everything else the project raises (a database, vector store or workspace failure)."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -54,12 +57,6 @@ def cli(ctx: click.Context, data_dir: Path | None, verbose: int) -> None:
     ctx.obj = {"data_dir": data_dir} if data_dir else {}
 
 
-def open_pipeline(ctx: click.Context) -> Any:
-    from triage.pipeline import TriagePipeline
-
-    return TriagePipeline.from_settings(settings_from(ctx))
-
-
 def dump_draft(draft: Draft, extra: dict[str, Any] | None = None) -> str:
     data = draft.model_dump(mode="json")
     if extra:
@@ -67,10 +64,13 @@ def dump_draft(draft: Draft, extra: dict[str, Any] | None = None) -> str:
     return json.dumps(data, ensure_ascii=False)
 
 
-def open_workspace(ctx: click.Context) -> Any:
-    from triage.workspace import Workspace
+def open_services(ctx: click.Context, *, build: bool = False) -> Services:
+    """The services on the command's workspace (`build`: build it first if it never was)."""
+    return build_services(settings_from(root_context(ctx)), build=build)
 
-    return Workspace.open(settings_from(ctx))
+
+def open_workspace(ctx: click.Context) -> Workspace:
+    return Workspace.open(settings_from(root_context(ctx)))
 
 
 def root_context(ctx: click.Context) -> click.Context:

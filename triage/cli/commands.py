@@ -10,18 +10,24 @@ import click
 
 from triage.cli.base import (
     BATCH,
+    StageProgress,
     cli,
     dump_draft,
     handle_errors,
-    open_pipeline,
+    open_services,
     open_workspace,
     render_table,
     root_context,
     settings_from,
 )
+from triage.database import database_url, engine_label, make_engine, upgrade
 from triage.errors import InputError
 from triage.intake import complaint_from_mapping, read_jsonl
+from triage.knowledge import load_files
 from triage.models import CHANNEL_VALUES, Complaint
+from triage.pipeline import TriagePipeline
+from triage.redaction import redact
+from vectorstore.store import CASES, PROBLEMS
 
 
 @cli.command("triage")
@@ -49,11 +55,19 @@ def triage_cmd(
         complaint = complaint_from_mapping(
             {"text": text, "title": title, "channel": channel, "service_item": service_item, "region": region}
         )
-        click.echo(dump_draft(open_pipeline(ctx).triage(complaint)))
+        with open_services(ctx) as services:
+            click.echo(dump_draft(services.pipeline.triage(complaint)))
         return
     assert file is not None
     entries = read_jsonl(file)  # raises InputError when unreadable, before the workspace opens
-    pipeline = open_pipeline(ctx)
+    with open_services(ctx) as services:
+        bad = _triage_lines(file, entries, services.pipeline)
+    if bad:
+        click.echo(f"{file}: {bad} line(s) skipped", err=True)
+        sys.exit(1)
+
+
+def _triage_lines(file: Path, entries: list[tuple[int, Complaint | InputError]], pipeline: TriagePipeline) -> int:
     bad = 0
     for start in range(0, len(entries), BATCH):
         batch = entries[start : start + BATCH]
@@ -66,9 +80,7 @@ def triage_cmd(
                 good.append((number, item))
         for (number, complaint), draft in zip(good, pipeline.triage_many([c for _, c in good]), strict=True):
             click.echo(dump_draft(draft, {"line": number, "external_id": complaint.external_id}))
-    if bad:
-        click.echo(f"{file}: {bad} line(s) skipped", err=True)
-        sys.exit(1)
+    return bad
 
 
 # -- knowledge base -------------------------------------------------------------------------------
@@ -84,11 +96,11 @@ def kb() -> None:
 @handle_errors
 def kb_load(ctx: click.Context, departments: Path, problems: Path | None) -> None:
     """Replace the knowledge base with FILEs (YAML or JSON) and rebuild the index."""
-    from triage.knowledge import load_files
-
     new_kb = load_files(departments, problems)  # validated before anything is touched
-    ws = open_workspace(root_context(ctx))
-    ws.load_kb(new_kb)
+    progress = StageProgress()
+    with open_workspace(ctx) as ws:
+        ws.load_kb(new_kb, progress)
+    progress.finish()
     click.echo(
         f"loaded {len(new_kb.departments)} departments and {len(new_kb.problems)} typical problems "
         f"({len(new_kb.service_items())} service items) into {ws.data_dir}"
@@ -102,13 +114,11 @@ def kb_load(ctx: click.Context, departments: Path, problems: Path | None) -> Non
 @handle_errors
 def kb_search(ctx: click.Context, text: str, k: int) -> None:
     """Show the typical problems and past cases nearest to TEXT, with similarity."""
-    from triage.redaction import redact
-    from vectorstore.store import CASES, PROBLEMS
-
-    ws = open_workspace(root_context(ctx))
-    query = redact(text).text
-    for label, collection in (("typical problems", PROBLEMS), ("past cases", CASES)):
-        hits = ws.search([query], collection=collection, k=k)[0]
+    with open_workspace(ctx) as ws:
+        models = ws.models
+        query = redact(text).text
+        found = [(label, models.search([query], collection=c, k=k)[0]) for label, c in _COLLECTIONS]
+    for label, hits in found:
         click.echo(f"{label}:")
         if not hits:
             click.echo("  (none)")
@@ -117,12 +127,17 @@ def kb_search(ctx: click.Context, text: str, k: int) -> None:
             click.echo(f"  {h.similarity:.3f}  {h.id:<14} {h.metadata.get('department', '')}  {title}")
 
 
+_COLLECTIONS = (("typical problems", PROBLEMS), ("past cases", CASES))
+
+
 @kb.command("stats")
 @click.pass_context
 @handle_errors
 def kb_stats(ctx: click.Context) -> None:
     """Print counts and the fingerprints of the embedder and router as JSON."""
-    click.echo(json.dumps(asdict(open_workspace(root_context(ctx)).stats()), ensure_ascii=False, indent=2))
+    with open_workspace(ctx) as ws:
+        stats = ws.stats()
+    click.echo(json.dumps(asdict(stats), ensure_ascii=False, indent=2))
 
 
 @kb.command("reindex")
@@ -130,12 +145,11 @@ def kb_stats(ctx: click.Context) -> None:
 @handle_errors
 def kb_reindex(ctx: click.Context) -> None:
     """Refit the text model, rebuild both collections with the configured embedder, retrain routing."""
-    from triage.workspace import Workspace
-
-    settings = settings_from(root_context(ctx))
-    ws = Workspace.open(settings)
-    ws.reindex()
-    stats = ws.stats()
+    progress = StageProgress()
+    with open_workspace(ctx) as ws:
+        ws.reindex(progress)
+        stats = ws.stats()
+    progress.finish()
     click.echo(
         f"reindexed {stats.typical_problems} typical problems and {stats.past_cases} past cases with {stats.embedder}"
     )
@@ -148,8 +162,10 @@ def demo(ctx: click.Context) -> None:
     """Run the built-in sample complaints through the pipeline and show the drafts as a table."""
     raw = (resources.files("triage") / "data" / "demo_complaints.jsonl").read_text(encoding="utf-8")
     complaints = [complaint_from_mapping(json.loads(line)) for line in raw.splitlines() if line.strip()]
-    pipeline = open_pipeline(ctx)
-    drafts = pipeline.triage_many(complaints)
+    with open_services(ctx, build=True) as services:  # a new workspace is built for the demo
+        pipeline = services.pipeline
+        drafts = pipeline.triage_many(complaints)
+        embedder = services.workspace.models.embedder.fingerprint
     rows = []
     for c, d in zip(complaints, drafts, strict=True):
         problem = f"{d.typical_problem.id} {d.typical_problem.title}" if d.typical_problem else "无匹配：可能是新问题"
@@ -169,10 +185,9 @@ def demo(ctx: click.Context) -> None:
     )
     first = drafts[0]
     click.echo(f"\n{complaints[0].external_id} 根因：{first.root_cause}\n答复初稿：{first.reply}")
-    ws = pipeline.ws
     click.echo(
-        f"\nworkspace: {ws.data_dir}  embedder: {ws.embedder.fingerprint}  drafter: "
-        f"{'llm:' + pipeline.settings.llm_model if pipeline.llm else 'offline'}"
+        f"\nworkspace: {services.workspace.data_dir}  embedder: {embedder}  drafter: "
+        f"{f'llm:{pipeline.settings.llm_model}' if pipeline.llm else 'offline'}"
     )
 
 
@@ -186,8 +201,6 @@ def db() -> None:
 @handle_errors
 def db_upgrade(ctx: click.Context) -> None:
     """Apply pending schema migrations (also applied whenever a workspace opens)."""
-    from triage.store import database_url, engine_label, make_engine, upgrade
-
     settings = settings_from(root_context(ctx))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url = database_url(settings.database_url, settings.data_dir)

@@ -2,11 +2,15 @@
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import cast
 
 import click
 
+from evals.calibrate import calibrate
+from evals.compare import compare
+from evals.runner import run_eval
 from triage.cli.base import (
     StageProgress,
     cli,
@@ -18,7 +22,9 @@ from triage.cli.base import (
     table_options,
 )
 from triage.errors import InputError
-from triage.tabular import Format
+from triage.history import read_history, with_departments
+from triage.tabular import Format, cell, parse_mapping, read_table, resolve_columns
+from triage.workspace import Workspace
 
 
 @cli.group()
@@ -34,26 +40,24 @@ def history() -> None:
 @handle_errors
 def history_import(ctx: click.Context, file: Path, fmt: str, mapping: tuple[str, ...], add_departments: bool) -> None:
     """Import resolved cases (text and department required); importing the same file twice adds nothing."""
-    import time
-
-    from triage.history import read_history, with_departments
-
     start = time.perf_counter()
-    ws = open_workspace(root_context(ctx))
-    batch = read_history(file, ws.kb, fmt=fmt, mapping=mapping, add_departments=add_departments)  # type: ignore[arg-type]
+    with open_workspace(ctx) as ws:
+        _import_history(ws, file, fmt, mapping, add_departments, start)
+
+
+def _import_history(ws: Workspace, file: Path, fmt: str, mapping: tuple[str, ...], add: bool, start: float) -> None:
+    batch = read_history(file, ws.kb, fmt=fmt, mapping=mapping, add_departments=add)  # type: ignore[arg-type]
     for error in batch.errors:
         click.echo(f"{file}: {error} (skipped)", err=True)
     if batch.new_departments:
-        ws.kb = with_departments(ws.kb, batch.new_departments)
-        ws.save_kb()
+        ws.save_kb(with_departments(ws.kb, batch.new_departments))
         click.echo(f"added {len(batch.new_departments)} department(s): {', '.join(batch.new_departments)}", err=True)
     progress = StageProgress()
     fresh = ws.import_history(batch.cases, progress=progress)
     if batch.new_departments and not fresh:
         ws.reindex(progress)
     progress.finish()
-    router = ws.router
-    assert router is not None
+    router = ws.models.router
     weights = " ".join(f"{k}={v}" for k, v in router.weights.items())
     cv = f", cross-validated macro-F1 {router.cv_macro_f1:.3f}" if router.cv_macro_f1 is not None else ""
     click.echo(
@@ -78,8 +82,6 @@ def corpus() -> None:
 @handle_errors
 def corpus_import(ctx: click.Context, file: Path, fmt: str, mapping: tuple[str, ...], reindex: bool) -> None:
     """Import unlabelled texts (title + text joined); duplicates are ignored."""
-    from triage.tabular import cell, parse_mapping, read_table, resolve_columns
-
     table = read_table(file, fmt)  # type: ignore[arg-type]
     fields: dict[str, tuple[str, ...]] = {"text": (), "title": ()}
     columns = resolve_columns(table, fields, ["text"], parse_mapping(mapping, list(fields)))
@@ -89,14 +91,14 @@ def corpus_import(ctx: click.Context, file: Path, fmt: str, mapping: tuple[str, 
         if text:
             title = cell(row, columns, "title")
             texts.append(f"{title}。{text}" if title else text)
-    ws = open_workspace(root_context(ctx))
-    added = ws.import_corpus(texts)
-    click.echo(f"stored {added} new unlabelled text(s) of {len(table.rows)} row(s)")
-    if reindex and added:
-        progress = StageProgress()
-        ws.reindex(progress)
-        progress.finish()
-        click.echo("reindexed with the new corpus")
+    with open_workspace(ctx) as ws:
+        added = ws.import_corpus(texts)
+        click.echo(f"stored {added} new unlabelled text(s) of {len(table.rows)} row(s)")
+        if reindex and added:
+            progress = StageProgress()
+            ws.reindex(progress)
+            progress.finish()
+            click.echo("reindexed with the new corpus")
 
 
 # -- evaluation -------------------------------------------------------------------------------------
@@ -127,8 +129,6 @@ def eval_run(
     judge: bool,
 ) -> None:
     """Triage every item of DATASET; write predictions.jsonl, metrics.json and report.html to --out."""
-    from evals.runner import run_eval
-
     progress = StageProgress()
     metrics = run_eval(
         settings=settings_from(root_context(ctx)),
@@ -173,8 +173,6 @@ def eval_run(
 @handle_errors
 def eval_compare(run_a: Path, run_b: Path, gates: tuple[str, ...], show: int) -> None:
     """Metric deltas from RUN_A to RUN_B and the items whose department changed."""
-    from evals.compare import compare
-
     result = compare(run_a, run_b, gates)
     rows = [
         [k, "-" if a is None else f"{a:.4f}", "-" if b is None else f"{b:.4f}", "-" if d is None else f"{d:+.4f}"]
@@ -205,7 +203,5 @@ def eval_compare(run_a: Path, run_b: Path, gates: tuple[str, ...], show: int) ->
 @handle_errors
 def eval_rubric(file: Path, fmt: str, mapping: tuple[str, ...], labels: tuple[str, ...]) -> None:
     """How well the reply rubric agrees with human annotations of real replies (JSON)."""
-    from evals.calibrate import calibrate
-
     result = calibrate(file, labels=labels, fmt=fmt, mapping=mapping)  # type: ignore[arg-type]
     click.echo(json.dumps(result, ensure_ascii=False, indent=2))

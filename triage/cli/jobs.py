@@ -7,26 +7,28 @@ import signal
 import sys
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
+from triage.access.policy import CLI_ACTOR
 from triage.cli.base import cli, handle_errors, root_context, settings_from
+from triage.errors import InputError
+from triage.jobs.models import JobFilters, NewJob
+from triage.jobs.service import JobService
+from triage.services import Services, build_services
+from triage.snapshot import settle_heap
 
 STATUSES = ["new", "drafted", "approved", "rejected", "reassigned", "closed"]
 
 
-def _open(ctx: click.Context) -> Any:
-    from triage.jobs.service import JobService
-    from triage.workspace import Workspace, settle_heap
-
-    settings = settings_from(root_context(ctx))
-    ws = Workspace.open(settings)
-    service = JobService.for_workspace(settings, ws)
+def _open(ctx: click.Context) -> tuple[Services, JobService]:
+    # A worker runs long: it loads builds made meanwhile by other processes, on a thread of its own.
+    services = build_services(settings_from(root_context(ctx)), watch=True)
     settle_heap()  # a run over a backlog is long: keep the models out of every full collection
-    return ws, service
+    return services, services.jobs
 
 
 class _Reporter:
@@ -38,13 +40,8 @@ class _Reporter:
         self.start = time.monotonic()
         self.first: int | None = None
         self.last_line = 0.0
-        self._lock = threading.Lock()  # a worker's lanes report from their own threads
 
     def __call__(self, p: Any) -> None:
-        with self._lock:
-            self._report(p)
-
-    def _report(self, p: Any) -> None:
         finished = p.done + p.failed + p.skipped
         if self.first is None:
             self.first = finished
@@ -147,11 +144,6 @@ def retriage(
     `triage retriage --resume JOB`; start more workers (here or on other machines, against the same
     PostgreSQL) with the same command.
     """
-    from datetime import UTC
-
-    from triage.errors import InputError
-    from triage.jobs.models import JobFilters, NewJob
-
     filters_given = any([statuses, departments, channels, problems, received_from, received_to, ids_file, undecided])
     if resume and (filters_given or include_decided or dry_run or create_only):
         raise InputError("--resume takes no filters: the job already knows its cases", field="resume")
@@ -168,13 +160,13 @@ def retriage(
         ids=ids,
         undecided=undecided,
     )
-    ws, service = _open(ctx)
+    services, service = _open(ctx)
     try:
         if dry_run:
             estimate = service.estimate(NewJob(filters=filters, include_decided=include_decided))
             click.echo(json.dumps(estimate.model_dump(), ensure_ascii=False, indent=1))
             return
-        job_id = resume or service.create(NewJob(filters=filters, include_decided=include_decided), actor="cli").id
+        job_id = resume or service.create(NewJob(filters=filters, include_decided=include_decided), actor=CLI_ACTOR).id
         click.echo(f"job {job_id}", err=True)
         if create_only:
             click.echo(job_id)
@@ -195,4 +187,4 @@ def retriage(
         if summary.failed:
             sys.exit(1)
     finally:
-        ws.close()
+        services.close()

@@ -5,24 +5,37 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
-from typing import Any
 
 import click
+import uvicorn
+from sqlalchemy.engine import make_url
 
+from api import create_app
+from api.app import WORKER_LOG_LEVEL
+from triage.access.models import NewUser
+from triage.access.users import UserDirectory
+from triage.cases.states import Role
 from triage.cli.base import cli, handle_errors, render_table, root_context, settings_from
+from triage.database import Database, database_url
+from triage.errors import InputError
+from triage.intake import complaint_from_mapping
+from triage.services import build_services
 from triage.settings import Settings
+from triage.workspace import Workspace, active_kb
 
 
-def _directory(settings: Settings) -> Any:
-    from sqlalchemy.orm import sessionmaker
-
-    from triage.cases.users import UserDirectory
-    from triage.store import database_url, make_engine
-
+@contextmanager
+def _directory(settings: Settings) -> Iterator[UserDirectory]:
+    """The users, on the case database alone: managing them needs no built workspace."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(database_url(settings.database_url, settings.data_dir))
-    return UserDirectory(sessionmaker(engine, expire_on_commit=False)), engine
+    db = Database.connect(database_url(settings.database_url, settings.data_dir))
+    try:
+        yield UserDirectory(db)
+    finally:
+        db.close()
 
 
 @cli.command("serve")
@@ -40,26 +53,20 @@ def _directory(settings: Settings) -> Any:
 @handle_errors
 def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None, demo: bool) -> None:
     """Run the caseworker review API (uvicorn; one process, or --workers N sharing the port)."""
-    import uvicorn
-
-    from api import create_app
-    from api.app import WORKER_LOG_LEVEL
-
     overrides = {k: v for k, v in {"api_host": host, "api_port": port, "api_workers": workers}.items() if v is not None}
     settings = settings_from(root_context(ctx)).model_copy(update=overrides)
     if settings.api_workers > 1:
         _check_shareable(settings)
     if demo:
-        _seed_demo(settings)
+        _seed_demo(settings)  # builds a new workspace first
+    else:
+        with Workspace.open(settings) as ws:
+            ws.models  # noqa: B018  (raises NotBuiltError, saying what to run, on a workspace never built)
     base = f"http://{settings.api_host}:{settings.api_port}"
     click.echo(f"Review API on {base}  ·  OpenAPI docs: {base}/docs  ·  liveness: {base}/healthz", err=True)
     if settings.api_workers == 1:
         uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")
         return
-    from triage.workspace import Workspace
-
-    # Migrate the database and build the index once, here, before the workers open the workspace.
-    Workspace.open(settings).close()
     # The workers are fresh interpreters that read their settings from the environment: pass on what
     # was given on this command line.
     for key, value in (root_context(ctx).obj or {}).items():
@@ -78,11 +85,6 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
 
 def _check_shareable(settings: Settings) -> None:
     """Several API processes share the database and the vector store: both must be servers."""
-    from sqlalchemy.engine import make_url
-
-    from triage.errors import InputError
-    from triage.store import database_url
-
     missing = []
     if make_url(database_url(settings.database_url, settings.data_dir)).get_backend_name() != "postgresql":
         missing.append("a PostgreSQL database (TRIAGE_DATABASE_URL=postgresql+psycopg://…)")
@@ -98,23 +100,17 @@ def _check_shareable(settings: Settings) -> None:
 
 
 def _seed_demo(settings: Settings) -> None:
-    from triage.cases.models import NewUser
-    from triage.cases.service import CaseService
-    from triage.cases.states import Role
-    from triage.intake import complaint_from_mapping
-    from triage.pipeline import TriagePipeline
-    from triage.workspace import Workspace
-
-    with Workspace.open(settings) as ws:
-        service = CaseService(ws.store.engine, TriagePipeline.from_settings(settings, ws))
-        if service.users.count():
+    with build_services(settings, build=True) as services:
+        if services.users.count():
             click.echo("demo: users exist already; `triage users key admin` issues another key for 'admin'", err=True)
             return
-        issued = service.users.add(NewUser(name="admin", role=Role.ADMIN), valid_departments=ws.kb.department_names)
+        issued = services.users.add(
+            NewUser(name="admin", role=Role.ADMIN), valid_departments=services.workspace.kb.department_names
+        )
         raw = (resources.files("triage") / "data" / "demo_complaints.jsonl").read_text(encoding="utf-8")
         for line in raw.splitlines():
             if line.strip():
-                service.ingest(complaint_from_mapping(json.loads(line)), user=issued.user)
+                services.intake.ingest(complaint_from_mapping(json.loads(line)), user=issued.user)
         click.echo(
             f"demo: created user 'admin' (role admin) and ingested the sample complaints.\n"
             f"      API key (shown once): {issued.key}\n"
@@ -142,10 +138,6 @@ def users() -> None:
 @handle_errors
 def users_add(ctx: click.Context, name: str, role: str, departments: tuple[str, ...]) -> None:
     """Create a user and print their API key (shown once; only its hash is stored)."""
-    from triage.cases.models import NewUser
-    from triage.errors import InputError
-    from triage.workspace import active_kb
-
     settings = settings_from(root_context(ctx))
     kb = active_kb(settings)
     resolved = [kb.resolve_department(d) or d for d in departments]
@@ -153,11 +145,8 @@ def users_add(ctx: click.Context, name: str, role: str, departments: tuple[str, 
         new = NewUser.model_validate({"name": name, "role": role, "departments": resolved})
     except ValueError as exc:
         raise InputError(str(exc).splitlines()[-1], field="name") from exc
-    directory, engine = _directory(settings)
-    try:
+    with _directory(settings) as directory:
         issued = directory.add(new, valid_departments=kb.department_names)
-    finally:
-        engine.dispose()
     scope = f" for {', '.join(issued.user.departments)}" if issued.user.departments else ""
     click.echo(f"created {issued.user.role.value} '{issued.user.name}'{scope}", err=True)
     click.echo(issued.key)
@@ -168,8 +157,7 @@ def users_add(ctx: click.Context, name: str, role: str, departments: tuple[str, 
 @handle_errors
 def users_list(ctx: click.Context) -> None:
     """Users, roles, departments and key prefixes."""
-    directory, engine = _directory(settings_from(root_context(ctx)))
-    try:
+    with _directory(settings_from(root_context(ctx))) as directory:
         rows = [
             [
                 u.name,
@@ -180,8 +168,6 @@ def users_list(ctx: click.Context) -> None:
             ]
             for u, keys in directory.list()
         ]
-    finally:
-        engine.dispose()
     click.echo(render_table(["name", "role", "departments", "active", "keys"], rows, [16, 10, 30, 6, 40]))
 
 
@@ -191,11 +177,8 @@ def users_list(ctx: click.Context) -> None:
 @handle_errors
 def users_key(ctx: click.Context, name: str) -> None:
     """Issue another key for a user (rotation) and print it once."""
-    directory, engine = _directory(settings_from(root_context(ctx)))
-    try:
+    with _directory(settings_from(root_context(ctx))) as directory:
         click.echo(directory.issue_key(name).key)
-    finally:
-        engine.dispose()
 
 
 @users.command("revoke")
@@ -205,8 +188,5 @@ def users_key(ctx: click.Context, name: str) -> None:
 @handle_errors
 def users_revoke(ctx: click.Context, name: str, prefix: str | None) -> None:
     """Revoke a user's keys; they stop working at once."""
-    directory, engine = _directory(settings_from(root_context(ctx)))
-    try:
+    with _directory(settings_from(root_context(ctx))) as directory:
         click.echo(f"revoked {directory.revoke_keys(name, prefix)} key(s) of '{name}'")
-    finally:
-        engine.dispose()

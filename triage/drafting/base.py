@@ -51,4 +51,8 @@ class DraftResult:
 class Drafter(Protocol):
     """Drafts department, typical problem, root cause and reply; raises DraftingError on failure."""
 
+    def prompt_tokens(self, ctx: DraftContext) -> int:
+        """Tokens the prompt for `ctx` will take (0 for a drafter that calls no model); rate limits use it."""
+        ...
+
     def draft(self, ctx: DraftContext) -> DraftResult: ...

@@ -118,6 +118,9 @@ class LLMDrafter:
         )
         return [SystemMessage(system), HumanMessage(user)]
 
+    def prompt_tokens(self, ctx: DraftContext) -> int:
+        return self._prompt_counter(self.messages(ctx))()
+
     def _validate(self, out: LLMDraftOutput, ctx: DraftContext) -> LLMDraftOutput:
         department = ctx.kb.resolve_department(out.department)
         if department is None:

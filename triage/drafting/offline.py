@@ -63,6 +63,9 @@ class OfflineDrafter:
     def __init__(self) -> None:
         self.prompt = prompts.load("offline_reply")
 
+    def prompt_tokens(self, ctx: DraftContext) -> int:
+        return 0  # no model is called
+
     def draft(self, ctx: DraftContext) -> DraftResult:
         department = ctx.top_departments[0].department
         dep = ctx.kb.by_name.get(department)

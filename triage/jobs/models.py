@@ -2,24 +2,52 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from triage.cases.states import CaseStatus
+from triage.cases.filters import CaseFilters
 
 
-class JobFilters(BaseModel):
-    """Which cases to re-triage; filters combine with AND, values within one filter with OR."""
+class JobStatus(StrEnum):
+    """Where a job is; stored as its value in `jobs.status`."""
+
+    RUNNING = "running"  # items are handed out to workers
+    DONE = "done"  # no item is pending or running
+    CANCELLED = "cancelled"  # no item is handed out any more; the running ones finish
+
+
+class ItemState(StrEnum):
+    """Where one case of a job is; stored as its value in `job_items.state`."""
+
+    PENDING = "pending"  # waiting for a worker
+    RUNNING = "running"  # claimed by a worker, under a lease
+    DONE = "done"  # drafted and committed
+    FAILED = "failed"  # failed MAX_ATTEMPTS times
+    SKIPPED = "skipped"  # decided (and decided cases not included), or the job was cancelled
+
+
+OPEN_STATES = (ItemState.PENDING, ItemState.RUNNING)
+
+
+@dataclass(frozen=True)
+class Prices:
+    """LLM prices per 1,000 tokens, for costs and estimates."""
+
+    input_per_1k: float = 0.0
+    output_per_1k: float = 0.0
+
+    def cost(self, prompt: int, completion: int) -> float:
+        return prompt / 1000 * self.input_per_1k + completion / 1000 * self.output_per_1k
+
+
+class JobFilters(CaseFilters):
+    """Which cases to re-triage: the queue's case filters, a list of ids, or every undecided case."""
 
     model_config = ConfigDict(extra="forbid")
 
-    status: list[CaseStatus] = Field(default_factory=list)
-    department: list[str] = Field(default_factory=list)
-    channel: list[str] = Field(default_factory=list)
-    typical_problem_id: list[str] = Field(default_factory=list)
-    received_from: datetime | None = None
-    received_to: datetime | None = None
     ids: list[str] = Field(default_factory=list)
     undecided: bool = False  # every case still new, drafted or reassigned
 
@@ -45,7 +73,7 @@ class NewJob(BaseModel):
 
 class JobProgress(BaseModel):
     id: str
-    status: str  # running | done | cancelled
+    status: JobStatus
     created_by: str
     created_at: datetime
     finished_at: datetime | None

@@ -14,7 +14,6 @@ from collections import deque
 from collections.abc import Callable
 
 from triage.drafting import DraftContext, Drafter, DraftResult
-from triage.tokens import TokenCounter
 
 WINDOW_S = 60.0
 COMPLETION_ESTIMATE = 400  # tokens a draft's answer takes, until the real usage is known
@@ -64,15 +63,16 @@ class RateLimiter:
 class RateLimitedDrafter:
     """A Drafter that waits for the rate limiter before each LLM call."""
 
-    def __init__(self, inner: Drafter, limiter: RateLimiter, tokens: TokenCounter) -> None:
+    def __init__(self, inner: Drafter, limiter: RateLimiter) -> None:
         self.inner = inner
         self.limiter = limiter
-        self.tokens = tokens
+
+    def prompt_tokens(self, ctx: DraftContext) -> int:
+        return self.inner.prompt_tokens(ctx)
 
     def estimate(self, ctx: DraftContext) -> int:
-        messages = getattr(self.inner, "messages", None)
-        prompt = sum(self.tokens.count(str(m.content)) for m in messages(ctx)) if messages else 0
-        return prompt + COMPLETION_ESTIMATE
+        """Tokens a call will take: its prompt, counted, and its answer, guessed until known."""
+        return self.inner.prompt_tokens(ctx) + COMPLETION_ESTIMATE
 
     def draft(self, ctx: DraftContext) -> DraftResult:
         entry = self.limiter.acquire(self.estimate(ctx))

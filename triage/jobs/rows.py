@@ -6,10 +6,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from triage.cases.rows import utcnow
-from triage.store import Base
+from triage.database import Base
+from triage.errors import NotFoundError
 
 
 class JobRow(Base):
@@ -17,7 +18,7 @@ class JobRow(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     kind: Mapped[str] = mapped_column(String(20), default="retriage")
-    status: Mapped[str] = mapped_column(String(20))  # running | done | cancelled
+    status: Mapped[str] = mapped_column(String(20))  # a JobStatus value
     created_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -36,7 +37,7 @@ class JobItemRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
     case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"))
-    state: Mapped[str] = mapped_column(String(20))  # pending | running | done | failed | skipped
+    state: Mapped[str] = mapped_column(String(20))  # an ItemState value
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker: Mapped[str | None] = mapped_column(String(100))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -52,3 +53,11 @@ class JobItemRow(Base):
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cost: Mapped[float] = mapped_column(Float, default=0.0)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+def get_job(s: Session, job_id: str) -> JobRow:
+    """The job, or NotFoundError."""
+    job = s.get(JobRow, job_id)
+    if job is None:
+        raise NotFoundError(f"no job '{job_id}'")
+    return job

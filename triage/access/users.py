@@ -9,17 +9,18 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from triage.cases.models import IssuedKey, KeyInfo, NewUser, User
-from triage.cases.rows import ApiKeyRow, UserRow, utcnow
+from triage.access.models import IssuedKey, KeyInfo, NewUser, User
+from triage.access.policy import RESERVED_NAMES
+from triage.access.rows import ApiKeyRow, UserRow
+from triage.cases.rows import utcnow
 from triage.cases.states import Role
-from triage.errors import AuthError, InputError, NotFoundError, StoreError, TriageError, UnknownDepartmentError
+from triage.database import Database
+from triage.errors import AuthError, DuplicateError, InputError, NotFoundError, UnknownDepartmentError
 
 KEY_PREFIX = "tk_"
 
@@ -40,14 +41,19 @@ class UserDirectory:
     process notices within `cache_s`.
     """
 
-    def __init__(self, sessions: sessionmaker[Session], *, cache_s: float = 0.0) -> None:
-        self._sessions = sessions
+    def __init__(self, db: Database, *, cache_s: float = 0.0) -> None:
+        self._db = db
         self._cache_s = cache_s
         self._cache: dict[str, tuple[float, User]] = {}
         self._generation = 0  # bumped by every revocation, so a lookup that raced one is not cached
 
     def add(self, new: NewUser, *, valid_departments: Sequence[str]) -> IssuedKey:
         """Create a user and their first key."""
+        if new.name.casefold() in RESERVED_NAMES:
+            raise InputError(
+                f"'{new.name}' is reserved for the system's own actions in the audit trail; choose another name",
+                field="name",
+            )
         if new.role is Role.CASEWORKER and not new.departments:
             raise InputError("a caseworker needs at least one department", field="departments")
         if new.role is not Role.CASEWORKER and new.departments:
@@ -56,22 +62,22 @@ class UserDirectory:
             if name not in valid_departments:
                 raise UnknownDepartmentError(name, valid_departments, field="departments")
         try:
-            with self._begin() as s:
+            with self._db.write() as s:
                 row = UserRow(name=new.name, role=new.role.value, departments=list(new.departments), active=True)
                 s.add(row)
                 s.flush()
                 return self._issue(s, row)
-        except IntegrityError as exc:
+        except DuplicateError as exc:
             raise InputError(f"a user named '{new.name}' already exists", field="name") from exc
 
     def issue_key(self, name: str) -> IssuedKey:
         """Another key for an existing user (rotation: issue, deploy, then revoke the old one)."""
-        with self._begin() as s:
+        with self._db.write() as s:
             return self._issue(s, self._row(s, name))
 
     def revoke_keys(self, name: str, prefix: str | None = None) -> int:
         """Revoke one key (by prefix) or all keys of a user; returns how many were revoked."""
-        with self._begin() as s:
+        with self._db.write() as s:
             row = self._row(s, name)
             keys = s.scalars(select(ApiKeyRow).where(ApiKeyRow.user_id == row.id, ApiKeyRow.revoked_at.is_(None)))
             n = 0
@@ -83,7 +89,7 @@ class UserDirectory:
         return n
 
     def set_active(self, name: str, active: bool) -> User:
-        with self._begin() as s:
+        with self._db.write() as s:
             row = self._row(s, name)
             row.active = active
             user = _user(row)
@@ -91,7 +97,7 @@ class UserDirectory:
         return user
 
     def list(self) -> list[tuple[User, list[KeyInfo]]]:
-        with self._begin() as s:
+        with self._db.write() as s:
             users = list(s.scalars(select(UserRow).order_by(UserRow.name)))
             keys = list(s.scalars(select(ApiKeyRow).order_by(ApiKeyRow.id)))
         return [
@@ -107,7 +113,7 @@ class UserDirectory:
         ]
 
     def count(self) -> int:
-        with self._begin() as s:
+        with self._db.write() as s:
             return int(s.scalar(select(func.count()).select_from(UserRow)) or 0)
 
     def cached(self, key: str | None) -> User | None:
@@ -138,28 +144,15 @@ class UserDirectory:
         self._cache.clear()
 
     def _lookup(self, digest: str) -> User:
-        try:
-            with self._sessions() as s:
-                row = s.execute(
-                    select(UserRow)
-                    .join(ApiKeyRow, ApiKeyRow.user_id == UserRow.id)
-                    .where(ApiKeyRow.key_hash == digest, ApiKeyRow.revoked_at.is_(None))
-                ).scalar_one_or_none()
-        except SQLAlchemyError as exc:
-            raise StoreError(f"database unavailable: {type(exc).__name__}") from exc
+        with self._db.read() as s:
+            row = s.execute(
+                select(UserRow)
+                .join(ApiKeyRow, ApiKeyRow.user_id == UserRow.id)
+                .where(ApiKeyRow.key_hash == digest, ApiKeyRow.revoked_at.is_(None))
+            ).scalar_one_or_none()
         if row is None or not row.active:
             raise AuthError("unknown, revoked or deactivated API key")
         return _user(row)
-
-    @contextmanager
-    def _begin(self) -> Iterator[Session]:
-        try:
-            with self._sessions.begin() as s:
-                yield s
-        except (IntegrityError, TriageError):
-            raise
-        except SQLAlchemyError as exc:
-            raise StoreError(f"database unavailable: {type(exc).__name__}: {exc}") from exc
 
     @staticmethod
     def _row(s: Session, name: str) -> UserRow:

@@ -1,0 +1,278 @@
+"""Caseworkers' decisions: approve (as is or edited), reject, reassign, re-triage, close.
+
+- Each action is one transaction: the case update, the decision, the audit event (and, on approval,
+  the past case) commit together or not at all.
+- Optimistic concurrency: the ORM writes a case with `... WHERE version = <the version read>`, so of
+  two decisions on the same version exactly one lands; the other gets StaleVersionError.
+- Drafting (re-triage, the re-draft of a reassignment) runs before the transaction, never inside it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from triage.access import policy
+from triage.access.models import User
+from triage.cases import queries
+from triage.cases.models import CaseDetail, Edits
+from triage.cases.records import attach_draft, audit, diff, follow_draft, snapshot
+from triage.cases.rows import CaseRow, DecisionRow, DraftRow, utcnow
+from triage.cases.states import TRANSITIONS, Action, CaseStatus, allowed_actions
+from triage.database import Database
+from triage.errors import ConcurrentUpdateError, InputError, InvalidTransitionError, StaleVersionError, TriageError
+from triage.groupcall import GroupCall
+from triage.knowledge import KnowledgeBase
+from triage.models import Draft, PastCase
+from triage.pipeline import TriagePipeline
+from triage.store import PastCaseRow
+from triage.workspace import Workspace
+
+log = logging.getLogger(__name__)
+DRAFT_FIELDS = ("department", "typical_problem_id", "root_cause", "reply")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a decision settles: the values it records beside the action."""
+
+    department: str | None = None
+    typical_problem_id: str | None = None
+    root_cause: str | None = None
+    reply: str | None = None
+    reason: str | None = None
+    edited: tuple[str, ...] = ()  # the draft fields a person changed
+
+    def field(self, name: str) -> str | None:
+        value: str | None = getattr(self, name)
+        return value
+
+
+Apply = Callable[[Session, CaseRow], tuple[Outcome, dict[str, list[object]]]]
+
+
+class Decisions:
+    """Records decisions on cases; thread-safe."""
+
+    def __init__(self, db: Database, pipeline: TriagePipeline, workspace: Workspace) -> None:
+        self.db = db
+        self.pipeline = pipeline
+        self.workspace = workspace
+        # An approval makes the case retrievable at once. Chroma's upsert has a high fixed cost (embedded
+        # Chroma persists its log on every write), so concurrent approvals share one upsert call.
+        self._indexer: GroupCall[PastCase, None] = GroupCall(self._index)
+
+    @property
+    def kb(self) -> KnowledgeBase:
+        return self.workspace.kb
+
+    def check_department(self, name: str, *, field: str = "department") -> str:
+        return self.workspace.kb.check_department(name, field=field)
+
+    def _index(self, cases: list[PastCase]) -> list[None]:
+        self.workspace.index_cases(cases)
+        return [None] * len(cases)
+
+    # -- the actions -----------------------------------------------------------------------
+    def approve(self, case_id: str, *, user: User, version: int, edits: Edits | None = None) -> CaseDetail:
+        """Approve the current draft, as is or with edits; the case joins the past cases at once."""
+        approved: list[PastCase] = []
+        kb = self.kb
+
+        def apply(s: Session, row: CaseRow) -> tuple[Outcome, dict[str, list[object]]]:
+            draft = _current_draft(s, row)
+            original = Outcome(
+                # the case's department and problem: the draft's, unless a person reassigned it since
+                department=row.department or (draft.department if draft else None),
+                typical_problem_id=row.typical_problem_id,
+                root_cause=draft.root_cause if draft else None,
+                reply=draft.reply if draft else None,
+            )
+            given = edits.model_fields_set if edits else set()
+            final = replace(original, **{f: getattr(edits, f) for f in given})
+            final = replace(final, department=kb.check_department(final.department or "", field="edits.department"))
+            assert final.department is not None
+            _check_final(kb, final, user)
+            if draft is not None and draft.department != final.department and "reply" not in given:
+                raise InputError(
+                    f"the draft reply was written for {draft.department}; give the reply for "
+                    f"{final.department} in edits.reply",
+                    field="edits.reply",
+                )
+            edited = tuple(f for f in DRAFT_FIELDS if final.field(f) != original.field(f))
+            if "department" in edited:
+                row.assigned_by = user.name
+            row.department = final.department
+            row.typical_problem_id = final.typical_problem_id
+            row.decided_at = row.decided_at or utcnow()
+            approved.append(_past_case(row, final))
+            s.merge(PastCaseRow.from_model(approved[-1]))
+            extra: dict[str, list[object]] = {
+                f"draft.{f}": [original.field(f), final.field(f)] for f in edited if f != "department"
+            }
+            return replace(final, edited=edited), extra
+
+        detail = self._act(case_id, user=user, version=version, action=Action.APPROVE, apply=apply)
+        try:
+            self._indexer.submit(approved)  # retrievable when this returns
+        except TriageError as exc:  # the row is committed; `triage kb reindex` rebuilds the index from it
+            log.warning("approved case %s is stored but not yet retrievable: %s", case_id, exc)
+        return detail
+
+    def reject(self, case_id: str, *, user: User, version: int, reason: str) -> CaseDetail:
+        """Reject the draft with a reason; the case can then be re-triaged, reassigned or closed."""
+
+        def apply(s: Session, row: CaseRow) -> tuple[Outcome, dict[str, list[object]]]:
+            row.decided_at = row.decided_at or utcnow()
+            return Outcome(reason=reason), {"reason": [None, reason]}
+
+        return self._act(case_id, user=user, version=version, action=Action.REJECT, apply=apply)
+
+    def reassign(self, case_id: str, *, user: User, version: int, department: str, reason: str | None) -> CaseDetail:
+        """Move the case to another department's queue, with a draft written for that department."""
+        target = self.check_department(department)
+        with self.db.read() as s:
+            row = queries.visible_row(s, case_id, user)
+            self._check(row, user, Action.REASSIGN, version)
+            if target == row.department:
+                raise InputError(f"the case is already with {target}", field="department")
+            complaint = queries.complaint_of(row)
+        failure = ""
+        try:
+            draft: Draft | None = self.pipeline.triage_many([complaint], departments=[target])[0]
+        except Exception as exc:  # the move is the person's decision; it stands without a new draft
+            log.exception("re-drafting case %s for %s failed", case_id, target)
+            draft, failure = None, f"re-drafting for {target} failed: {type(exc).__name__}: {exc}"
+
+        def apply(s: Session, row: CaseRow) -> tuple[Outcome, dict[str, list[object]]]:
+            if target == row.department:
+                raise InputError(f"the case is already with {target}", field="department")
+            row.department = target
+            row.assigned_by = user.name
+            if draft is not None:
+                attach_draft(s, row, draft, actor=user.name, now=utcnow())
+                follow_draft(row, draft)
+            else:  # the old department's problem and reply do not follow the case
+                row.typical_problem_id = None
+                row.draft_error = failure[:2000]
+            return Outcome(department=target, reason=reason), {}
+
+        return self._act(case_id, user=user, version=version, action=Action.REASSIGN, apply=apply)
+
+    def close(self, case_id: str, *, user: User, version: int, note: str | None = None) -> CaseDetail:
+        """Close a decided case (the reply went out, or a rejected case needs nothing more)."""
+
+        def apply(s: Session, row: CaseRow) -> tuple[Outcome, dict[str, list[object]]]:
+            return Outcome(reason=note), {}
+
+        return self._act(case_id, user=user, version=version, action=Action.CLOSE, apply=apply)
+
+    def retriage(self, case_id: str, *, user: User, version: int) -> CaseDetail:
+        """Draft the case again with the current knowledge and models; earlier versions are kept."""
+        with self.db.read() as s:
+            row = queries.visible_row(s, case_id, user)
+            self._check(row, user, Action.RETRIAGE, version)
+            complaint = queries.complaint_of(row)
+        draft = self.pipeline.triage(complaint)
+
+        def apply(s: Session, row: CaseRow) -> tuple[Outcome, dict[str, list[object]]]:
+            attach_draft(s, row, draft, actor=user.name, now=utcnow())
+            follow_draft(row, draft)
+            return Outcome(), {}
+
+        # The decision records the draft it replaced, as before this action.
+        return self._act(case_id, user=user, version=version, action=Action.RETRIAGE, apply=apply, draft_before=True)
+
+    # -- one transaction per action --------------------------------------------------------
+    def _act(
+        self, case_id: str, *, user: User, version: int, action: Action, apply: Apply, draft_before: bool = False
+    ) -> CaseDetail:
+        try:
+            with self.db.write() as s:
+                row = queries.visible_row(s, case_id, user)
+                self._check(row, user, action, version)
+                before = snapshot(row)
+                draft_no = row.draft_no
+                with s.no_autoflush:  # one UPDATE, so one version step per action
+                    outcome, extra = apply(s, row)
+                    row.status = TRANSITIONS[CaseStatus(row.status)][action].value
+                    row.updated_at = utcnow()
+                    s.add(_decision(row, action, user, outcome, draft_no=draft_no if draft_before else row.draft_no))
+                s.flush()  # UPDATE ... WHERE version = :read; no row -> ConcurrentUpdateError
+                audit(s, row, actor=user.name, action=action.value, changes=diff(before, snapshot(row)) | extra)
+                return queries.detail(s, row, user)
+        except ConcurrentUpdateError as exc:
+            with self.db.read() as s:  # the case as it is now, if the caller may still see it
+                current = queries.get_case(s, case_id, user)
+            raise StaleVersionError(version, current) from exc
+
+    @staticmethod
+    def _check(row: CaseRow, user: User, action: Action, version: int) -> None:
+        policy.require_action(user, action)
+        if row.version != version:
+            raise StaleVersionError(version, queries.summary(row))
+        if action not in TRANSITIONS[CaseStatus(row.status)]:
+            raise InvalidTransitionError(action.value, row.status, allowed_actions(row.status, user.role))
+
+
+def _check_final(kb: KnowledgeBase, final: Outcome, user: User) -> None:
+    assert final.department is not None
+    policy.require_decides_for(user, final.department)
+    pid = final.typical_problem_id
+    if pid is not None:
+        problem = kb.problems_by_id.get(pid)
+        if problem is None:
+            raise InputError(f"unknown typical problem '{pid}'", field="edits.typical_problem_id")
+        if problem.department != final.department:
+            raise InputError(
+                f"typical problem {pid} belongs to {problem.department}, not {final.department}",
+                field="edits.typical_problem_id",
+            )
+    for f in ("root_cause", "reply"):
+        if not final.field(f):
+            raise InputError("the case has no draft to take it from; give it in the edits", field=f"edits.{f}")
+
+
+def _current_draft(s: Session, row: CaseRow) -> Draft | None:
+    if not row.draft_no:
+        return None
+    body = s.scalars(select(DraftRow.body).where(DraftRow.case_id == row.id, DraftRow.number == row.draft_no)).one()
+    return Draft.model_validate(body)
+
+
+def _decision(row: CaseRow, action: Action, user: User, outcome: Outcome, *, draft_no: int) -> DecisionRow:
+    return DecisionRow(
+        case_id=row.id,
+        action=action.value,
+        actor=user.name,
+        draft_no=draft_no,
+        edited_fields=list(outcome.edited),
+        edited=bool(outcome.edited),
+        department=outcome.department,
+        typical_problem_id=outcome.typical_problem_id,
+        root_cause=outcome.root_cause,
+        reply=outcome.reply,
+        reason=outcome.reason,
+    )
+
+
+def _past_case(row: CaseRow, final: Outcome) -> PastCase:
+    when = row.complained_at or row.received_at
+    assert final.department is not None and final.root_cause is not None and final.reply is not None
+    return PastCase(
+        id=f"case-{row.id}",
+        text=row.text,
+        title=row.title,
+        department=final.department,
+        typical_problem_id=final.typical_problem_id,
+        root_cause=final.root_cause,
+        reply=final.reply,
+        channel=row.channel,
+        created_at=when.astimezone(UTC).isoformat() if when.tzinfo else when.isoformat(),
+        source="approved",
+    )
