@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup run demo test lint bench bench-api bench-retriage eval-own eval-teddy rubric clean
+.PHONY: setup run demo test lint bench bench-api bench-retriage bench-loop eval-own eval-teddy rubric clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ bench-api: setup
 ## Batch re-triage of 10,000 cases, offline and against a 300 ms scripted LLM (needs PostgreSQL).
 bench-retriage: setup
 	$(BIN)/python benchmarks/bench_retriage.py
+
+## The loop's reads on 100,000 cases (needs PostgreSQL), and `triage cases import` of 10,000 rows.
+bench-loop: setup
+	$(BIN)/python benchmarks/bench_loop.py
 
 ## Own labelled set: knowledge base only, then with its history split imported.
 eval-own: setup

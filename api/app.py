@@ -14,14 +14,15 @@ from fastapi import FastAPI
 from api import errors
 from api.deps import Runtime
 from api.docs import install_docs
-from api.routes import admin, cases, health, jobs
+from api.routes import admin, cases, handling, health, jobs, problems
 from triage import __version__
-from triage.cases.drafting import BackgroundDrafter
+from triage.cases.drafting import BackgroundDrafter, Leadership
 from triage.errors import TriageError
 from triage.jobs.worker import JobRunner
 from triage.services import build_services
 from triage.settings import Settings, get_settings
 from triage.snapshot import settle_heap
+from triage.supervision.escalation import ESCALATION_LOCK, Sweeper
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with build_services(settings, watch=True) as services:  # also migrates the case database
             drafter = BackgroundDrafter(services.drafts, threads=settings.api_draft_workers).start()
             runner = JobRunner(services.jobs)
+            escalating = Leadership(services.db, key=ESCALATION_LOCK, what="runs the escalation sweep")
+            sweeper = Sweeper(
+                services.supervision.sweep, every_s=settings.escalation_every_s, may_run=escalating.held
+            ).start()
             app.state.runtime = Runtime(services, drafter, runner)
             try:
                 services.workspace.models.check_ready()
@@ -53,6 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             try:
                 yield
             finally:
+                sweeper.stop()
+                escalating.release()
                 runner.stop()
                 drafter.stop()
 
@@ -67,7 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     install_docs(app)
     app.add_middleware(errors.BodyLimit, max_bytes=settings.api_max_body_bytes)
-    for module in (health, cases, admin, jobs):
+    for module in (health, cases, handling, problems, admin, jobs):
         app.include_router(module.router)
     return app
 

@@ -20,10 +20,12 @@ from triage.cases.decisions import Decisions
 from triage.cases.drafting import BackgroundDrafter
 from triage.cases.intake import Intake
 from triage.cases.service import CaseService
+from triage.cases.steps import Steps
 from triage.jobs.service import JobService
 from triage.jobs.worker import JobRunner
+from triage.problems.service import ProblemService
 from triage.services import Services
-from triage.settings import Settings
+from triage.supervision.service import SupervisionService
 from triage.workspace import Workspace
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `triage users add` or POST /users.")
@@ -53,10 +55,6 @@ async def get_services(runtime: RuntimeDep) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-async def get_settings(services: ServicesDep) -> Settings:
-    return services.settings
-
-
 async def get_workspace(services: ServicesDep) -> Workspace:
     return services.workspace
 
@@ -81,13 +79,27 @@ async def get_users(services: ServicesDep) -> UserDirectory:
     return services.users
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+async def get_steps(services: ServicesDep) -> Steps:
+    return services.steps
+
+
+async def get_problems(services: ServicesDep) -> ProblemService:
+    return services.problems
+
+
+async def get_supervision(services: ServicesDep) -> SupervisionService:
+    return services.supervision
+
+
 WorkspaceDep = Annotated[Workspace, Depends(get_workspace)]
 CasesDep = Annotated[CaseService, Depends(get_cases)]
 IntakeDep = Annotated[Intake, Depends(get_intake)]
 DecisionsDep = Annotated[Decisions, Depends(get_decisions)]
 JobsDep = Annotated[JobService, Depends(get_jobs)]
 UsersDep = Annotated[UserDirectory, Depends(get_users)]
+StepsDep = Annotated[Steps, Depends(get_steps)]
+ProblemsDep = Annotated[ProblemService, Depends(get_problems)]
+SupervisionDep = Annotated[SupervisionService, Depends(get_supervision)]
 
 
 async def current_user(

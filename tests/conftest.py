@@ -8,9 +8,12 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -19,10 +22,12 @@ from fastapi.testclient import TestClient
 from api import create_app
 from api.deps import Runtime
 from tests.fakes.openai_server import ScriptedOpenAI
-from triage.access.models import NewUser
+from triage.access.models import NewUser, User
+from triage.cases.models import CaseDetail
 from triage.errors import VectorStoreError
 from triage.models import Complaint
 from triage.pipeline import TriagePipeline
+from triage.services import Services, build_services
 from triage.settings import Settings
 from triage.workspace import Workspace
 from vectorstore import make_client
@@ -208,3 +213,63 @@ def api(api_database_url: str, builtin_dir: Path, tmp_path_factory: pytest.TempP
     shutil.copytree(builtin_dir, data_dir)
     with running_api(Settings(data_dir=data_dir, database_url=api_database_url)) as harness:
         yield harness
+
+
+# -- the loop after the draft, at a fixed clock ----------------------------------------------
+LOOP_TEXT = "社保卡丢了去补办，窗口说新卡要等二十多天才能拿，补个卡还让我过几天再跑一趟银行激活"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def local(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=SHANGHAI)
+
+
+class FixedClock:
+    """'Now' for the services, moved by the test; never slept on."""
+
+    def __init__(self) -> None:
+        self.now = local("2025-09-30T12:00:00").astimezone(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def at(self, text: str) -> None:
+        self.now = local(text).astimezone(UTC)
+
+
+@dataclass
+class Loop:
+    services: Services
+    clock: FixedClock
+    admin: User
+    supervisor: User
+
+    def user(self, role: str, *departments: str) -> User:
+        new = NewUser.model_validate(
+            {"name": f"{role}-{uuid.uuid4().hex[:8]}", "role": role, "departments": list(departments)}
+        )
+        return self.services.users.add(new, valid_departments=self.services.workspace.kb.department_names).user
+
+    def ingest(self, text: str = LOOP_TEXT, **fields: object) -> CaseDetail:
+        complaint = Complaint.model_validate({"text": f"{text}（{uuid.uuid4().hex[:6]}）", **fields})
+        case, created = self.services.intake.ingest(complaint, user=self.admin)
+        assert created and case.department is not None
+        return case
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def loop(request: pytest.FixtureRequest, builtin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
+    data_dir = tmp_path_factory.mktemp("loop-ws") / "ws"
+    shutil.copytree(builtin_dir, data_dir)
+    sqlite = nullcontext(f"sqlite:///{data_dir / 'loop.db'}")
+    with fresh_postgres_database() if request.param == "postgresql" else sqlite as url:
+        clock = FixedClock()
+        settings = Settings(data_dir=data_dir, database_url=url, figures_cache_s=0, notice_after_working_days=2)
+        with build_services(settings, clock=clock) as services:
+            loop = Loop(services, clock, admin=_add(services, "admin"), supervisor=_add(services, "supervisor"))
+            yield loop
+
+
+def _add(services: Services, role: str) -> User:
+    new = NewUser.model_validate({"name": f"{role}-{uuid.uuid4().hex[:8]}", "role": role})
+    return services.users.add(new, valid_departments=services.workspace.kb.department_names).user

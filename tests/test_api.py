@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from tests.conftest import ApiHarness, running_api
 from triage.access.models import User
 from triage.cases.models import CaseDetail
-from triage.errors import StoreError
+from triage.errors import InputError
 from triage.models import Complaint, Draft
 from triage.settings import Settings
 from vectorstore.store import CASES
@@ -143,7 +143,7 @@ def test_approve_with_edits_records_the_fields_and_the_loop_closes(api: ApiHarne
     assert decision["action"] == "approve" and decision["reply"] == edited_reply
     expected_edits = ["reply"] + (["typical_problem_id"] if case["typical_problem_id"] else [])
     assert sorted(decision["edited_fields"]) == sorted(expected_edits)
-    assert approved["allowed_actions"] == ["close"]
+    assert approved["allowed_actions"] == ["close", "contact", "send_reply"]
     # the next similar complaint finds the approved case as evidence, with its approved reply
     similar = api.ingest(admin, f"龙华街道{tag}号楼电梯还是停着，物业说维修基金批不下来，老人爬楼太难了")
     evidence = [e for e in similar["draft"]["evidence"] if e["kind"] == "past_case"]
@@ -173,6 +173,8 @@ def test_state_machine_and_stale_versions_answer_409(api: ApiHarness) -> None:
         "reject",
         "reassign",
         "retriage",
+        "contact",
+        "return",
     ]
 
 
@@ -335,8 +337,9 @@ def test_database_failure_after_storing_keeps_the_complaint_queued(
     ext = f"OUT-{uuid.uuid4().hex[:6]}"
     with _Outage(api.services.db.engine, "drafts"):
         response = api.client.post("/cases", json={"text": GJJ, "external_id": ext}, headers=admin)
-    assert response.status_code == 503
-    # the complaint was stored before drafting; the client's retry finds it, queued for the drafter
+    # the complaint was stored before drafting: the answer is the case as committed, without a draft
+    assert response.status_code == 201 and response.json()["status"] == "new" and response.json()["draft"] is None
+    # a client that retries anyway finds the same case, queued for the drafter
     again = api.client.post("/cases", json={"text": GJJ, "external_id": ext}, headers=admin)
     assert again.status_code == 200
     case = again.json()
@@ -503,8 +506,8 @@ def test_a_complaint_the_database_refuses_fails_its_own_request_only(api: ApiHar
         outcomes, _ = _ingest_together(api, user, complaints)
     finally:
         sa.event.remove(api.services.db.engine, "before_cursor_execute", refuse)
-    error = outcomes.pop(3)
-    assert isinstance(error, StoreError) and PASSPORT not in str(error) and refused not in str(error)
+    error = outcomes.pop(3)  # a value the database cannot hold: the caller's input, not a database outage
+    assert isinstance(error, InputError) and PASSPORT not in str(error) and refused not in str(error)
     done = _created(outcomes)
     assert all(created and d.status == "drafted" for d, created in done) and len({d.id for d, _ in done}) == 5
     listed = api.client.get("/cases", params={"text": refused}, headers=_admin(api)).json()
@@ -551,3 +554,42 @@ def test_retriage_jobs_through_the_api(api: ApiHarness) -> None:
     assert bad.status_code == 422 and "市公安局" in bad.json()["valid_departments"]
     none = api.client.post("/jobs", json={"filters": {}}, headers=admin)
     assert none.status_code == 422 and none.json()["errors"][0]["field"] == "filters"
+
+
+def test_the_loop_through_the_api(api: ApiHarness) -> None:
+    """The contracts of the loop's endpoints: deadlines on every case, problems, supervision."""
+    admin = _admin(api)
+    case = api.ingest(admin, f"{PASSPORT}（{uuid.uuid4().hex[:6]}）", channel="好差评", rating=1)
+    assert {"due_at", "overdue"} <= set(case) and case["due_at"] is not None and case["overdue"] is False
+    listed = api.client.get("/cases", params={"text": case["excerpt"][:30]}, headers=admin).json()["items"]
+    assert listed and all({"due_at", "overdue", "supervised"} <= set(item) for item in listed)
+    worker = api.headers("caseworker", str(case["department"]))
+    contacted = api.client.post(f"/cases/{case['id']}/contact", json={"version": case["version"]}, headers=worker)
+    assert contacted.status_code == 200 and contacted.json()["handling"]["contacted_at"] is not None
+    approved = api.client.post(f"/cases/{case['id']}/approve", json={"version": case["version"] + 1}, headers=worker)
+    body = {"version": approved.json()["version"], "channel": "短信"}
+    sent = api.client.post(f"/cases/{case['id']}/send-reply", json=body, headers=worker).json()
+    assert sent["status"] == "reply_sent" and sent["due_at"] is None
+    follow = {"version": sent["version"], "satisfaction": "不满意", "note": "问题没解决"}
+    reopened = api.client.post(f"/cases/{case['id']}/follow-up", json=follow, headers=admin).json()
+    assert reopened["status"] == "reopened" and reopened["due_at"] is not None
+    bad = api.client.post(f"/cases/{case['id']}/follow-up", json={**follow, "satisfaction": "还行"}, headers=admin)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "body.satisfaction"
+
+    problems = api.client.get("/problems", headers=admin).json()
+    keys = {"id", "title", "department", "status", "case_count", "open_case_count", "deadline", "overdue"}
+    assert problems and all(keys <= set(p) for p in problems)
+    assert [p["case_count"] for p in problems] == sorted((p["case_count"] for p in problems), reverse=True)
+    one = api.client.get(f"/problems/{problems[0]['id']}", headers=admin).json()
+    assert {"cases_by_month", "history", "effect"} <= set(one) and one["effect"]["verdict"]
+    assert api.client.get("/problems/TP-NOPE", headers=admin).status_code == 404
+    stale = api.client.post(f"/problems/{one['id']}/archive", json={"version": one["version"] + 5}, headers=admin)
+    assert stale.status_code == 409 and stale.json()["type"] == "/problems/stale-version"
+
+    figures = api.client.get("/supervision", headers=admin).json()
+    wanted = {"overdue_cases", "overdue_problems", "rectification_completion_rate", "satisfaction_rate"}
+    assert (
+        wanted <= set(figures) and figures["by_department"] and set(figures["ranking"]) == set(figures["by_department"])
+    )
+    assert all(wanted <= set(d) for d in figures["by_department"].values())
+    assert figures["by_department"][case["department"]]["reopened"] >= 1

@@ -47,6 +47,44 @@ def _approved(api: ApiHarness, s: Setup) -> int:
     return int(r.json()["version"])
 
 
+def _replied(api: ApiHarness, s: Setup) -> int:
+    body = {"version": _approved(api, s), "channel": "短信"}
+    return int(api.client.post(f"/cases/{s.case['id']}/send-reply", json=body, headers=s.admin).json()["version"])
+
+
+def _pending_request(api: ApiHarness, s: Setup) -> int:
+    case = api.client.post(f"/cases/{s.case['id']}/extension", json={"reason": "情况复杂"}, headers=s.admin).json()
+    return int(case["handling"]["requests"][-1]["id"])
+
+
+def _problem(api: ApiHarness, s: Setup, *steps: str) -> dict[str, Any]:
+    """A fresh candidate problem of the case's department, taken through `steps` by an admin."""
+    new = {"title": f"测试问题{uuid.uuid4().hex[:6]}", "department": s.case["department"]}
+    problem: dict[str, Any] = api.client.post("/problems", json=new, headers=s.admin).json()
+    bodies = {
+        "confirm": {},
+        "plan": {"measures": "优化流程", "deadline": "2099-01-01T00:00:00"},
+        "report": {"summary": "已优化"},
+    }
+    for step in steps:
+        body = {"version": problem["version"], **bodies[step]}
+        problem = api.client.post(f"/problems/{problem['id']}/{step}", json=body, headers=s.admin).json()
+    return problem
+
+
+def _on_problem(action: str, *steps: str, **body: Any) -> Call:
+    def call(api: ApiHarness, s: Setup) -> Any:
+        problem = _problem(api, s, *steps)
+        payload = {"version": problem["version"], **body}
+        if action == "merge":
+            payload["into"] = _problem(api, s, "confirm")["id"]
+        if action == "edit":
+            return api.client.patch(f"/problems/{problem['id']}", json=payload, headers=s.headers)
+        return api.client.post(f"/problems/{problem['id']}/{action}", json=payload, headers=s.headers)
+
+    return call
+
+
 ENDPOINTS: dict[str, Call] = {
     "POST /cases": lambda api, s: api.client.post("/cases", json={"text": TEXT}, headers=s.headers),
     "POST /cases/batch": lambda api, s: api.client.post(
@@ -92,6 +130,49 @@ ENDPOINTS: dict[str, Call] = {
     "GET /jobs": lambda api, s: api.client.get("/jobs", headers=s.headers),
     "GET /jobs/{id}": lambda api, s: api.client.get(f"/jobs/{_job(api, s)}", headers=s.headers),
     "POST /jobs/{id}/cancel": lambda api, s: api.client.post(f"/jobs/{_job(api, s)}/cancel", headers=s.headers),
+    # the case after the draft
+    "POST contact": lambda api, s: api.client.post(
+        f"/cases/{s.case['id']}/contact", json={"version": s.case["version"]}, headers=s.headers
+    ),
+    "POST return": lambda api, s: api.client.post(
+        f"/cases/{s.case['id']}/return", json={"version": s.case["version"], "reason": "属区级事权"}, headers=s.headers
+    ),
+    "POST send-reply": lambda api, s: api.client.post(
+        f"/cases/{s.case['id']}/send-reply", json={"version": _approved(api, s), "channel": "电话"}, headers=s.headers
+    ),
+    "POST follow-up": lambda api, s: api.client.post(
+        f"/cases/{s.case['id']}/follow-up",
+        json={"version": _replied(api, s), "satisfaction": "满意"},
+        headers=s.headers,
+    ),
+    "POST supervise": lambda api, s: api.client.post(
+        f"/cases/{s.case['id']}/supervise", json={"note": "请加快办理", "due": "2099-01-01"}, headers=s.headers
+    ),
+    "POST extension": lambda api, s: api.client.post(
+        f"/cases/{s.case['id']}/extension", json={"reason": "需多部门会商"}, headers=s.headers
+    ),
+    "POST appeal": lambda api, s: api.client.post(
+        f"/cases/{s.case['id']}/appeal", json={"reason": "恶意差评"}, headers=s.headers
+    ),
+    "POST decide": lambda api, s: api.client.post(
+        f"/cases/{s.case['id']}/requests/{_pending_request(api, s)}/decide", json={"grant": True}, headers=s.headers
+    ),
+    # typical problems and supervision
+    "GET /problems": lambda api, s: api.client.get("/problems", headers=s.headers),
+    "GET /problems/{id}": lambda api, s: api.client.get("/problems/TP-GA-001", headers=s.headers),
+    "POST /problems": lambda api, s: api.client.post(
+        "/problems", json={"title": "新问题", "department": "市公安局"}, headers=s.headers
+    ),
+    "PATCH /problems/{id}": _on_problem("edit", unified_reply="统一答复口径"),
+    "POST problem confirm": _on_problem("confirm"),
+    "POST problem plan": _on_problem("plan", "confirm", measures="措施", deadline="2099-06-01"),
+    "POST problem report": _on_problem("report", "confirm", "plan", summary="已完成"),
+    "POST problem verify": _on_problem("verify", "confirm", "plan", "report"),
+    "POST problem reopen": _on_problem("reopen", "confirm", "plan", "report", note="仍有投诉"),
+    "POST problem archive": _on_problem("archive"),
+    "POST problem merge": _on_problem("merge"),
+    "GET /supervision": lambda api, s: api.client.get("/supervision", headers=s.headers),
+    "POST /supervision/sweep": lambda api, s: api.client.post("/supervision/sweep", headers=s.headers),
 }
 
 
@@ -108,6 +189,7 @@ def _revoke(api: ApiHarness, s: Setup) -> Any:
 
 
 OK = {
+    "POST /problems": 201,
     "POST /cases": 201,
     "POST /cases/batch": 202,
     "POST /users": 201,
@@ -128,6 +210,19 @@ ADMIN_ONLY = (
     "POST /kb/reindex",
 )
 INGEST = ("POST /cases", "POST /cases/batch")
+DEPARTMENT_STEPS = ("POST contact", "POST return", "POST send-reply", "POST extension", "POST appeal")
+SUPERVISING = ("POST supervise", "POST decide")
+PROBLEM_READS = ("GET /problems", "GET /problems/{id}")
+PROBLEM_SUPERVISING = (
+    "POST /problems",
+    "POST problem confirm",
+    "POST problem verify",
+    "POST problem reopen",
+    "POST problem archive",
+    "POST problem merge",
+    "POST /supervision/sweep",
+)
+PROBLEM_OWNING = ("POST problem plan", "POST problem report")  # the owner department's caseworkers
 
 
 def expected(subject: str, endpoint: str) -> int:
@@ -135,8 +230,16 @@ def expected(subject: str, endpoint: str) -> int:
     ok = OK.get(endpoint, 200)
     role, _, scope = subject.partition("-")
     hidden = scope == "other"  # a case (or batch) outside the caller's scope does not exist for them
-    if endpoint in READS_ALL or endpoint == "GET /cases":
+    if endpoint in READS_ALL or endpoint == "GET /cases" or endpoint in PROBLEM_READS:
         return ok
+    if endpoint in PROBLEM_SUPERVISING:
+        return ok if role in ("supervisor", "admin") else 403
+    if endpoint in PROBLEM_OWNING:
+        return ok if subject in ("caseworker-own", "admin") else 403
+    if endpoint == "PATCH /problems/{id}":
+        return ok if subject in ("caseworker-own", "supervisor", "admin") else 403
+    if endpoint == "GET /supervision":
+        return 403 if role == "intake" else ok
     if endpoint in ADMIN_ONLY:
         return ok if role == "admin" else 403
     if endpoint in OPERATORS:
@@ -151,8 +254,12 @@ def expected(subject: str, endpoint: str) -> int:
         return ok
     if endpoint in DECIDE:
         return ok if role in ("caseworker", "admin") else 403
-    if endpoint in MOVE:
+    if endpoint in MOVE or endpoint == "POST follow-up":
         return ok if role in ("caseworker", "supervisor", "admin") else 403
+    if endpoint in DEPARTMENT_STEPS:
+        return ok if role in ("caseworker", "admin") else 403
+    if endpoint in SUPERVISING:
+        return ok if role in ("supervisor", "admin") else 403
     raise AssertionError(f"no rule for {endpoint}")
 
 

@@ -137,7 +137,7 @@ def _job_drafts(backlog: Backlog, job_id: str) -> dict[str, int]:
 
 
 def _items_by_worker(backlog: Backlog, job_id: str) -> dict[str, int]:
-    """How many of the job's items each worker (or lane) handled."""
+    """How many of the job's items each worker handled."""
     with backlog.engine.connect() as conn:
         rows = conn.execute(
             sa.text("SELECT worker, count(*) FROM job_items WHERE job_id = :j GROUP BY worker"), {"j": job_id}

@@ -47,7 +47,7 @@ def test_good_structured_answer_becomes_the_draft(pipeline_for, llm_server: Scri
     assert draft.department == "市医保局"
     assert draft.typical_problem is not None and draft.typical_problem.id == "TP-YB-001"
     assert draft.reply == GOOD["reply"]
-    assert draft.prompt_version == "triage_draft/v1"
+    assert draft.prompt_version == "triage_draft/v2"
     assert draft.tokens.prompt > 0 and draft.tokens.completion > 0
     body = llm_server.chat_requests()[0]
     assert body["model"] == "scripted-model"

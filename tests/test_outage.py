@@ -86,6 +86,44 @@ def _requests(case_id: str, batch_id: str, job_id: str) -> dict[tuple[str, str],
         ("GET", "/jobs"): {},
         ("GET", "/jobs/{job_id}"): {"path": {"job_id": job_id}},
         ("POST", "/jobs/{job_id}/cancel"): {"path": {"job_id": job_id}},
+        ("POST", "/cases/{case_id}/contact"): {"path": {"case_id": case_id}, "json": v},
+        ("POST", "/cases/{case_id}/return"): {"path": {"case_id": case_id}, "json": v | {"reason": "不属本部门"}},
+        ("POST", "/cases/{case_id}/send-reply"): {"path": {"case_id": case_id}, "json": v | {"channel": "短信"}},
+        ("POST", "/cases/{case_id}/follow-up"): {"path": {"case_id": case_id}, "json": v | {"satisfaction": "满意"}},
+        ("POST", "/cases/{case_id}/supervise"): {
+            "path": {"case_id": case_id},
+            "json": {"note": "督办", "due": "2099-01-01"},
+        },
+        ("POST", "/cases/{case_id}/extension"): {"path": {"case_id": case_id}, "json": {"reason": "复杂"}},
+        ("POST", "/cases/{case_id}/appeal"): {"path": {"case_id": case_id}, "json": {"reason": "恶意"}},
+        ("POST", "/cases/{case_id}/requests/{request_id}/decide"): {
+            "path": {"case_id": case_id, "request_id": 1},
+            "json": {"grant": True},
+        },
+        ("GET", "/problems"): {},
+        ("POST", "/problems"): {"json": {"title": "新问题", "department": "市公安局"}},
+        ("GET", "/problems/{problem_id}"): {"path": {"problem_id": "TP-GA-001"}},
+        ("PATCH", "/problems/{problem_id}"): {
+            "path": {"problem_id": "TP-GA-001"},
+            "json": {"version": 1, "title": "x"},
+        },
+        **{
+            ("POST", f"/problems/{{problem_id}}/{action}"): {
+                "path": {"problem_id": "TP-GA-001"},
+                "json": {"version": 1, **extra},
+            }
+            for action, extra in {
+                "confirm": {},
+                "plan": {"measures": "措施", "deadline": "2099-01-01"},
+                "report": {"summary": "已整改"},
+                "verify": {},
+                "reopen": {"note": "仍有投诉"},
+                "archive": {},
+                "merge": {"into": "TP-GA-002"},
+            }.items()
+        },
+        ("GET", "/supervision"): {},
+        ("POST", "/supervision/sweep"): {},
     }
 
 
@@ -122,6 +160,11 @@ def _cli_commands(tmp: Path) -> list[list[str]]:
     departments = tmp / "departments.json"
     departments.write_text(json.dumps([{"name": "甲部门", "description": "综合"}], ensure_ascii=False), "utf-8")
     return [
+        ["cases", "import", str(complaints)],
+        ["problems", "list"],
+        ["problems", "show", "TP-GA-001"],
+        ["supervision"],
+        ["supervision", "sweep"],
         ["triage", TEXT],
         ["triage", "--file", str(complaints)],
         ["demo"],

@@ -30,7 +30,7 @@ def test_every_demo_complaint_gets_a_complete_grounded_draft(offline_pipeline: T
         assert len(d.top_departments) == 3 and d.top_departments[0].department == d.department
         assert all(0 <= s.score <= 1 for s in d.top_departments)
         assert 0 <= d.confidence <= 1
-        assert d.drafted_by == "offline" and d.prompt_version == "offline_reply/v1"
+        assert d.drafted_by == "offline" and d.prompt_version == "offline_reply/v2"
         assert d.root_cause and d.reply
         assert d.evidence and all(0 <= e.similarity <= 1 for e in d.evidence)
         if d.typical_problem is None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from triage.cases.actions import CaseActions
 from triage.cases.decisions import Decisions
 from triage.drafting import DraftContext, DraftResult
 from triage.errors import NotBuiltError, VectorStoreError
@@ -137,7 +138,7 @@ def test_a_rebuild_and_a_department_check_never_wait_for_drafting_in_flight(work
     with Workspace.open(settings) as ws:
         held = _HeldDrafter(TriagePipeline(ws))
         pipeline = TriagePipeline(ws, llm=held)
-        decisions = Decisions(ws.db, pipeline, ws)
+        decisions = Decisions(ws.db, pipeline, ws, actions=CaseActions(ws.db))
         before = ws.models
         drafts: list[object] = []
         drafting = threading.Thread(target=lambda: drafts.append(pipeline.triage(complaint("公积金提取被退回"))))

@@ -10,6 +10,7 @@ and each maps SQLAlchemy's exceptions into the project's tree (see `mapped_error
 
     StaleDataError        -> ConcurrentUpdateError   a row changed between read and write
     IntegrityError        -> DuplicateError          a unique key was taken meanwhile
+    DataError             -> InputError              a value the database cannot hold (not worth retrying)
     any other SQLAlchemyError -> StoreError          the database failed or is unreachable
 
 so a caller above this module never sees a SQLAlchemy exception, and a dead database is a
@@ -24,13 +25,14 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+from alembic.util.exc import CommandError as AlembicError
 from sqlalchemy import create_engine, event, select
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from triage.errors import ConcurrentUpdateError, DuplicateError, StoreError
+from triage.errors import ConcurrentUpdateError, DuplicateError, InputError, StoreError
 
 
 class Base(DeclarativeBase):
@@ -46,6 +48,8 @@ def mapped_errors(what: str = "database unavailable") -> Iterator[None]:
         raise ConcurrentUpdateError(str(exc)) from exc
     except IntegrityError as exc:
         raise DuplicateError(f"{type(exc.orig).__name__}: {exc.orig}") from exc
+    except DataError as exc:  # the driver's message names the problem, never the bound values
+        raise InputError(f"the database cannot store this value: {str(exc.orig).splitlines()[0]}") from exc
     except SQLAlchemyError as exc:
         raise StoreError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
@@ -102,7 +106,10 @@ def database_url(url: str | None, data_dir: Path) -> str:
 
 def engine_label(url: str) -> str:
     """The URL without its password, for messages."""
-    return make_url(url).render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(a malformed URL)"
 
 
 def make_engine(url: str) -> Engine:
@@ -116,8 +123,12 @@ def make_engine(url: str) -> Engine:
         if sqlite:
             event.listen(engine, "connect", _sqlite_pragmas)
         upgrade(engine)
+    except ArgumentError as exc:
+        raise InputError(f"not a database URL: {exc}", field="database_url") from exc
     except SQLAlchemyError as exc:
         raise StoreError(f"database {engine_label(url)} is unavailable: {type(exc).__name__}: {exc}") from exc
+    except AlembicError as exc:  # e.g. a database at a revision this code does not know (a newer version's)
+        raise StoreError(f"database {engine_label(url)} cannot be migrated: {exc}") from exc
     return engine
 
 

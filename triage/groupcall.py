@@ -13,7 +13,7 @@ R = TypeVar("R")
 
 class GroupCall(Generic[T, R]):
     """Callers hand items to `submit` and get `run`'s results for them; concurrent callers share one
-    `run` call. For work with a high fixed cost per call (an fsync'd Chroma upsert, a batched triage):
+    `run` call. For work with a high fixed cost per call (an fsync'd Chroma upsert):
     under load one call carries everything that queued up while the previous one ran, and a caller
     alone pays exactly one call, as before. `run` must return one result per item, in order.
     """

@@ -11,6 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 MAX_TEXT_CHARS = 20_000
 
 
+def no_nul(value: str) -> str:
+    """Text a database can store: PostgreSQL refuses NUL characters in text."""
+    if "\x00" in value:
+        raise ValueError("contains a NUL character (\\x00)")
+    return value
+
+
 class Channel(StrEnum):
     """Where a complaint came in."""
 
@@ -42,10 +49,19 @@ class Department(BaseModel):
 
 
 class ProblemStatus(StrEnum):
-    OPEN = "open"
-    RECTIFYING = "rectifying"
-    RECTIFIED = "rectified"
-    MONITORING = "monitoring"
+    """Where a typical problem is in its rectification (see triage.problems.states)."""
+
+    CANDIDATE = "candidate"  # proposed (by hot-issue discovery or a person), not yet confirmed
+    CONFIRMED = "confirmed"  # a known typical problem, no rectification plan yet
+    RECTIFYING = "rectifying"  # a plan (measures, owner department, deadline) is being carried out
+    RECTIFIED = "rectified"  # the owner department reported what was done
+    VERIFIED = "verified"  # a supervisor checked the effect
+    REOPENED = "reopened"  # complaints continue: it needs a new plan
+    ARCHIVED = "archived"  # no longer tracked (or merged into another problem)
+
+
+# Statuses of earlier knowledge-base files, read as their lifecycle equivalents.
+LEGACY_PROBLEM_STATUS = {"open": ProblemStatus.CONFIRMED, "monitoring": ProblemStatus.VERIFIED}
 
 
 class TypicalProblem(BaseModel):
@@ -61,12 +77,33 @@ class TypicalProblem(BaseModel):
     root_cause: str = ""
     rectification: str = ""
     reply_guidance: str = ""
-    status: ProblemStatus = ProblemStatus.OPEN
+    unified_reply: str | None = None  # 统一答复口径: the reply every draft of this problem starts from
+    status: ProblemStatus = ProblemStatus.CONFIRMED
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _legacy_status(cls, value: object) -> object:
+        return LEGACY_PROBLEM_STATUS.get(value, value) if isinstance(value, str) else value
 
     def search_text(self) -> str:
         """The text that represents this problem in retrieval."""
         items = "、".join(self.service_items)
         return f"{self.title}。{self.description} 事项：{items}"
+
+
+class RequestType(StrEnum):
+    """What the citizen asks for (the 12345 hotline's ticket types)."""
+
+    COMPLAINT = "投诉"
+    ENQUIRY = "咨询"
+    REQUEST = "求助"
+    SUGGESTION = "建议"
+    REPORT = "举报"
+
+
+class SubmitterType(StrEnum):
+    INDIVIDUAL = "individual"
+    ENTERPRISE = "enterprise"
 
 
 class Complaint(BaseModel):
@@ -83,6 +120,12 @@ class Complaint(BaseModel):
     created_at: datetime | None = None
     contact: str | None = Field(None, max_length=200)
     external_id: str | None = Field(None, max_length=200)
+    request_type: RequestType | None = None  # 12345 distinguishes enquiries from complaints and requests
+    urgent: bool = False  # a matter answered in hours (utilities cut off, danger to people or property)
+    submitter_type: SubmitterType = SubmitterType.INDIVIDUAL
+    enterprise_name: str | None = Field(None, max_length=200)
+    likes: int | None = Field(None, ge=0)  # 点赞 on channels that show them
+    dislikes: int | None = Field(None, ge=0)  # 反对
 
     @field_validator("text")
     @classmethod
@@ -102,19 +145,19 @@ class Complaint(BaseModel):
             raise ValueError(f"unknown channel '{value}'; expected one of: {', '.join(CHANNEL_VALUES)}")
         return value.strip() if isinstance(value, str) else value
 
-    @field_validator("title", "service_item", "region", "contact", "external_id", mode="before")
+    @field_validator(
+        "title", "service_item", "region", "contact", "external_id", "enterprise_name", "request_type", mode="before"
+    )
     @classmethod
     def _blank_to_none(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
             return None
         return value
 
-    @field_validator("text", "title", "service_item", "region", "contact", "external_id")
+    @field_validator("text", "title", "service_item", "region", "contact", "external_id", "enterprise_name")
     @classmethod
     def _storable(cls, value: str | None) -> str | None:
-        if value is not None and "\x00" in value:  # PostgreSQL cannot store it in text
-            raise ValueError("contains a NUL character (\\x00)")
-        return value
+        return no_nul(value) if value is not None else None
 
 
 class PastCase(BaseModel):

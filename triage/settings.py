@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -89,6 +90,48 @@ class Settings(BaseSettings):
         le=64,
         description="API processes `triage serve` starts; more than one needs PostgreSQL and a Chroma server.",
     )
+
+    # Time, deadlines and supervision
+    timezone: str = Field(
+        "Asia/Shanghai",
+        description="IANA time zone of the deployment: times without an offset are read in it, and days, ISO weeks "
+        "and working days are counted in it.",
+    )
+    calendar_file: Path | None = Field(
+        None, description="YAML of extra holidays and in-lieu working days (years chinesecalendar does not know yet)."
+    )
+    deadline_rules_file: Path | None = Field(
+        None, description="YAML of deadline rules per channel; unset = the built-in rules (docs/deadlines.md)."
+    )
+    no_return_channels: list[str] = Field(
+        default_factory=lambda: ["好差评"],
+        description="Channels whose cases a department may not return (退单); only supervisors reassign them.",
+    )
+    notice_after_working_days: int = Field(
+        3, ge=1, le=60, description="Working days after a reminder (催办) before an overdue case is noticed (通报)."
+    )
+    figures_cache_s: float = Field(
+        10.0,
+        ge=0,
+        le=600,
+        description="Seconds the case counts behind GET /supervision and GET /problems are reused; 0 = always counted.",
+    )
+    escalation_every_s: float = Field(
+        300.0, ge=0, description="Seconds between the API process's escalation sweeps; 0 = no sweep in the API."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone '{value}'; use an IANA name such as Asia/Shanghai") from exc
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @field_validator("chroma_url", "llm_base_url", "embedding_base_url", "llm_model", "database_url")
     @classmethod

@@ -30,10 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from triage import knowledge
+from triage.access.policy import SYSTEM_ACTOR
 from triage.database import Database, database_url
 from triage.errors import NotBuiltError, TriageError
 from triage.knowledge import KnowledgeBase
 from triage.models import PastCase, TypicalProblem
+from triage.problems import sync as problem_sync
 from triage.redaction import redact
 from triage.routing import Router, kb_training_docs
 from triage.settings import Settings
@@ -94,6 +96,8 @@ class Workspace:
             ws.refresh()
             if build and ws._models is None:
                 ws.reindex()
+            # a database new to this workspace gets its typical problems from the live knowledge base
+            problem_sync.seed_if_empty(db, ws.kb.problems, actor=SYSTEM_ACTOR)
         except BaseException:
             ws.close()
             raise
@@ -146,14 +150,11 @@ class Workspace:
     def refresh(self) -> bool:
         """Load the live build if it is not the one loaded (another process built it); True if swapped.
         Cheap when nothing changed: one small file is read."""
-        try:
-            current = (self._models_dir / "current.json").read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return False
-        if current == self._loaded:
+        if self._read_current() in (None, self._loaded):
             return False
         with self._build_lock:
-            if current == self._loaded:
+            current = self._read_current()  # again: a build of this process may have landed meanwhile
+            if current is None or current == self._loaded:
                 return False
             state = json.loads(current)
             models = self._load(state)
@@ -162,6 +163,12 @@ class Workspace:
         if not first:  # this process served the replaced build: its approvals may have gone there
             self._catch_up(models, state)
         return True
+
+    def _read_current(self) -> str | None:
+        try:
+            return (self._models_dir / "current.json").read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
 
     def watch(self, interval_s: float = WATCH_S) -> None:
         """Refresh on a thread of its own, so no request ever loads models on its way through."""
@@ -223,7 +230,7 @@ class Workspace:
         with self._build_lock:
             started = datetime.now(UTC)
             build = uuid.uuid4().hex[:12]
-            kb = active_kb(self.settings)
+            kb = self._kb_for_build()
             cases = self.past_cases()
             redacted = [case_text(c) for c in cases]
             curated = [t for t, _ in kb_training_docs(kb)] + sorted(kb.service_items())
@@ -233,38 +240,57 @@ class Workspace:
             report("fitting the text model", 1, 1)
             embedder = self._make_embedder(text_model)
             index = VectorIndex(self._client, prefix=f"triage-{build}")
-            index.recreate(PROBLEMS, embedder=embedder.fingerprint)
-            index.recreate(CASES, embedder=embedder.fingerprint)
-            if kb.problems:
-                _upsert_problems(index, kb.problems, embedder)
-            for start in range(0, len(cases), 1000):
-                report("indexing past cases", start, len(cases))
-                _index_into(index, embedder, cases[start : start + 1000], redacted[start : start + 1000])
-            report("indexing past cases", len(cases), len(cases))
-            report("training the router", 0, 1)
-            router = _train(kb, text_model, cases, redacted)
-            report("training the router", 1, 1)
-            models = Models.assemble(
-                build=build, kb=kb, text_model=text_model, router=router, embedder=embedder, index=index
-            )
+            try:
+                index.recreate(PROBLEMS, embedder=embedder.fingerprint)
+                index.recreate(CASES, embedder=embedder.fingerprint)
+                if kb.problems:
+                    _upsert_problems(index, kb.problems, embedder)
+                for start in range(0, len(cases), 1000):
+                    report("indexing past cases", start, len(cases))
+                    _index_into(index, embedder, cases[start : start + 1000], redacted[start : start + 1000])
+                report("indexing past cases", len(cases), len(cases))
+                report("training the router", 0, 1)
+                router = _train(kb, text_model, cases, redacted)
+                report("training the router", 1, 1)
+                models = Models.assemble(
+                    build=build, kb=kb, text_model=text_model, router=router, embedder=embedder, index=index
+                )
+            except BaseException:  # the live build is untouched; this one's collections go
+                self._drop({"build": build, "collections": index.prefix}, keep=set(), keep_collections=set())
+                raise
             state = self._publish(models, collections=index.prefix, started=started)
         self._catch_up(models, state)
         log.info("built %s: %d typical problems, %d past cases, %s", build, len(kb.problems), len(cases), embedder)
         return models
 
-    def retrain_router(self) -> Models:
-        """Train routing again on the knowledge base and the history, keeping the live text model and
-        collections (a new build that shares them)."""
+    def _kb_for_build(self) -> KnowledgeBase:
+        """The knowledge base file's departments with the typical problems of the case database (seeded
+        from the file on the first build)."""
+        file_kb = active_kb(self.settings)
+        problem_sync.seed_if_empty(self.db, file_kb.problems, actor=SYSTEM_ACTOR)
+        problems = problem_sync.matchable(self.db, file_kb.department_names)
+        return KnowledgeBase(departments=file_kb.departments, problems=problems, version=file_kb.version)
+
+    def refresh_problems(self) -> Models:
+        """A new build with the typical problems as the database has them now (after a person confirmed,
+        edited, merged or archived one), sharing the live text model, router and collections: only the
+        problems that changed are embedded again."""
         with self._build_lock:
             live = self.models
             started = datetime.now(UTC)
-            cases = self.past_cases()
-            router = _train(live.kb, live.text_model, cases, [case_text(c) for c in cases])
+            kb = self._kb_for_build()
+            old = {p.id: p for p in live.kb.problems}
+            changed = [p for p in kb.problems if old.get(p.id) != p]
+            gone = [pid for pid in old if pid not in kb.problems_by_id]
+            if changed:
+                _upsert_problems(live.index, changed, live.embedder)
+            if gone:
+                live.index.delete(PROBLEMS, ids=gone)
             models = Models.assemble(
                 build=uuid.uuid4().hex[:12],
-                kb=live.kb,
+                kb=kb,
                 text_model=live.text_model,
-                router=router,
+                router=live.router,
                 embedder=live.embedder,
                 index=live.index,
             )
@@ -289,8 +315,8 @@ class Workspace:
             "started": started.isoformat(),
             "previous": {"build": old["build"], "collections": old["collections"]} if old else None,
         }
-        _write_json(path, state)
-        self._swap(models, path.read_text(encoding="utf-8"))
+        text = _write_json(path, state)
+        self._swap(models, text)  # what this process wrote, even if another process publishes right after
         (self._models_dir / "state.json").unlink(missing_ok=True)  # an earlier version's marker
         if old and old.get("previous"):
             self._drop(
@@ -322,10 +348,18 @@ class Workspace:
         return OfflineEmbedder(model)
 
     # -- knowledge and history -------------------------------------------------------------
-    def load_kb(self, kb: KnowledgeBase, progress: Progress | None = None) -> Models:
-        """Replace the knowledge base and build; past cases whose department left the taxonomy are kept but unused."""
+    def load_kb(
+        self, kb: KnowledgeBase, progress: Progress | None = None, *, with_problems: bool = True
+    ) -> problem_sync.SyncReport:
+        """Replace the knowledge base and build. With `with_problems`, the typical problems in the case
+        database are made to match the file's (see triage.problems.sync); past cases whose department
+        left the taxonomy are kept but unused."""
         self.save_kb(kb)
-        return self.reindex(progress)
+        report = problem_sync.SyncReport()
+        if with_problems:
+            report = problem_sync.upsert(self.db, kb.problems, actor=SYSTEM_ACTOR)
+        self.reindex(progress)
+        return report
 
     def save_kb(self, kb: KnowledgeBase) -> None:
         """The knowledge base the next build uses."""
@@ -474,8 +508,11 @@ def case_from_hit_meta(case_id: str, document: str, meta: Any) -> PastCase:
     )
 
 
-def _write_json(path: Path, data: Any) -> None:
+def _write_json(path: Path, data: Any) -> str:
+    """Write JSON atomically (a rename); returns the text written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+    text = json.dumps(data, ensure_ascii=False, indent=1)
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
+    return text

@@ -189,6 +189,14 @@ class VectorIndex:
                     metadatas=[_clean(m) for m in metadatas[start:end]],
                 )
 
+    def delete(self, name: str, *, ids: Sequence[str]) -> None:
+        """Remove items by id (ids not there are ignored)."""
+        col = self._collection(name)
+        if col is None or not ids:
+            return
+        with _mapped_errors(f"delete from '{name}'"):
+            col.delete(ids=list(ids))
+
     def query(
         self,
         name: str,

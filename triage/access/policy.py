@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, true
 
 from triage.access.models import User
 from triage.cases.rows import CaseRow
-from triage.cases.states import ACTION_ROLES, INGEST_ROLES, Action, Role
+from triage.cases.states import INGEST_ROLES, Action, CaseStatus, Role, roles_for
 from triage.errors import ForbiddenError
 
 SYSTEM_ACTOR = "triage"  # the actor of automatic drafts in the audit trail
@@ -53,9 +53,10 @@ def sees_everything(user: User) -> bool:
     return not case_scope(user)
 
 
-def require_action(user: User, action: Action) -> None:
-    if user.role not in ACTION_ROLES[action]:
-        raise ForbiddenError(f"role {user.role.value} may not {action.value} cases")
+def require_action(user: User, action: Action, status: CaseStatus | str) -> None:
+    if user.role not in roles_for(status, action):
+        where = " returned cases (a supervisor places them)" if status == CaseStatus.RETURNED else " cases"
+        raise ForbiddenError(f"role {user.role.value} may not {action.value}{where}")
 
 
 def require_ingest(user: User) -> None:

@@ -97,7 +97,7 @@ class UserDirectory:
         return user
 
     def list(self) -> list[tuple[User, list[KeyInfo]]]:
-        with self._db.write() as s:
+        with self._db.read() as s:
             users = list(s.scalars(select(UserRow).order_by(UserRow.name)))
             keys = list(s.scalars(select(ApiKeyRow).order_by(ApiKeyRow.id)))
         return [
@@ -113,7 +113,7 @@ class UserDirectory:
         ]
 
     def count(self) -> int:
-        with self._db.write() as s:
+        with self._db.read() as s:
             return int(s.scalar(select(func.count()).select_from(UserRow)) or 0)
 
     def cached(self, key: str | None) -> User | None:

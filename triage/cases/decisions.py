@@ -1,17 +1,15 @@
 """Caseworkers' decisions: approve (as is or edited), reject, reassign, re-triage, close.
 
-- Each action is one transaction: the case update, the decision, the audit event (and, on approval,
-  the past case) commit together or not at all.
-- Optimistic concurrency: the ORM writes a case with `... WHERE version = <the version read>`, so of
-  two decisions on the same version exactly one lands; the other gets StaleVersionError.
-- Drafting (re-triage, the re-draft of a reassignment) runs before the transaction, never inside it.
+Each is one transaction through `CaseActions` (actions.py): the case update, the decision, the audit
+event (and, on approval, the past case) commit together or not at all. Drafting (re-triage, the
+re-draft of a reassignment) runs before the transaction, never inside it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Collection
+from dataclasses import replace
 from datetime import UTC
 
 from sqlalchemy import select
@@ -20,12 +18,13 @@ from sqlalchemy.orm import Session
 from triage.access import policy
 from triage.access.models import User
 from triage.cases import queries
+from triage.cases.actions import CaseActions, Outcome
 from triage.cases.models import CaseDetail, Edits
-from triage.cases.records import attach_draft, audit, diff, follow_draft, snapshot
-from triage.cases.rows import CaseRow, DecisionRow, DraftRow, utcnow
-from triage.cases.states import TRANSITIONS, Action, CaseStatus, allowed_actions
+from triage.cases.records import attach_draft, follow_draft
+from triage.cases.rows import CaseRow, DraftRow, utcnow
+from triage.cases.states import Action, Role
 from triage.database import Database
-from triage.errors import ConcurrentUpdateError, InputError, InvalidTransitionError, StaleVersionError, TriageError
+from triage.errors import ForbiddenError, InputError, TriageError
 from triage.groupcall import GroupCall
 from triage.knowledge import KnowledgeBase
 from triage.models import Draft, PastCase
@@ -37,32 +36,23 @@ log = logging.getLogger(__name__)
 DRAFT_FIELDS = ("department", "typical_problem_id", "root_cause", "reply")
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What a decision settles: the values it records beside the action."""
-
-    department: str | None = None
-    typical_problem_id: str | None = None
-    root_cause: str | None = None
-    reply: str | None = None
-    reason: str | None = None
-    edited: tuple[str, ...] = ()  # the draft fields a person changed
-
-    def field(self, name: str) -> str | None:
-        value: str | None = getattr(self, name)
-        return value
-
-
-Apply = Callable[[Session, CaseRow], tuple[Outcome, dict[str, list[object]]]]
-
-
 class Decisions:
     """Records decisions on cases; thread-safe."""
 
-    def __init__(self, db: Database, pipeline: TriagePipeline, workspace: Workspace) -> None:
+    def __init__(
+        self,
+        db: Database,
+        pipeline: TriagePipeline,
+        workspace: Workspace,
+        *,
+        actions: CaseActions,
+        no_return_channels: Collection[str] = (),
+    ) -> None:
         self.db = db
         self.pipeline = pipeline
         self.workspace = workspace
+        self.actions = actions
+        self.no_return_channels = frozenset(no_return_channels)
         # An approval makes the case retrievable at once. Chroma's upsert has a high fixed cost (embedded
         # Chroma persists its log on every write), so concurrent approvals share one upsert call.
         self._indexer: GroupCall[PastCase, None] = GroupCall(self._index)
@@ -110,6 +100,7 @@ class Decisions:
             row.department = final.department
             row.typical_problem_id = final.typical_problem_id
             row.decided_at = row.decided_at or utcnow()
+            row.approved_at = row.approved_at or self.actions.clock()
             approved.append(_past_case(row, final))
             s.merge(PastCaseRow.from_model(approved[-1]))
             extra: dict[str, list[object]] = {
@@ -117,7 +108,7 @@ class Decisions:
             }
             return replace(final, edited=edited), extra
 
-        detail = self._act(case_id, user=user, version=version, action=Action.APPROVE, apply=apply)
+        detail = self.actions.act(case_id, user=user, version=version, action=Action.APPROVE, apply=apply)
         try:
             self._indexer.submit(approved)  # retrievable when this returns
         except TriageError as exc:  # the row is committed; `triage kb reindex` rebuilds the index from it
@@ -131,14 +122,15 @@ class Decisions:
             row.decided_at = row.decided_at or utcnow()
             return Outcome(reason=reason), {"reason": [None, reason]}
 
-        return self._act(case_id, user=user, version=version, action=Action.REJECT, apply=apply)
+        return self.actions.act(case_id, user=user, version=version, action=Action.REJECT, apply=apply)
 
     def reassign(self, case_id: str, *, user: User, version: int, department: str, reason: str | None) -> CaseDetail:
         """Move the case to another department's queue, with a draft written for that department."""
         target = self.check_department(department)
         with self.db.read() as s:
             row = queries.visible_row(s, case_id, user)
-            self._check(row, user, Action.REASSIGN, version)
+            self.actions.check(row, user, Action.REASSIGN, version)
+            self._may_move(row, user)
             if target == row.department:
                 raise InputError(f"the case is already with {target}", field="department")
             complaint = queries.complaint_of(row)
@@ -152,6 +144,8 @@ class Decisions:
         def apply(s: Session, row: CaseRow) -> tuple[Outcome, dict[str, list[object]]]:
             if target == row.department:
                 raise InputError(f"the case is already with {target}", field="department")
+            if row.department is not None:
+                row.bounces += 1
             row.department = target
             row.assigned_by = user.name
             if draft is not None:
@@ -162,7 +156,15 @@ class Decisions:
                 row.draft_error = failure[:2000]
             return Outcome(department=target, reason=reason), {}
 
-        return self._act(case_id, user=user, version=version, action=Action.REASSIGN, apply=apply)
+        return self.actions.act(case_id, user=user, version=version, action=Action.REASSIGN, apply=apply)
+
+    def _may_move(self, row: CaseRow, user: User) -> None:
+        """Cases of some channels (好差评 by default) are moved by supervisors only: no returns, and no
+        reassignment by the department holding them."""
+        if row.channel in self.no_return_channels and user.role is Role.CASEWORKER:
+            raise ForbiddenError(
+                f"{row.channel} cases are not returned or reassigned by departments; ask a supervisor to reassign it"
+            )
 
     def close(self, case_id: str, *, user: User, version: int, note: str | None = None) -> CaseDetail:
         """Close a decided case (the reply went out, or a rejected case needs nothing more)."""
@@ -170,15 +172,16 @@ class Decisions:
         def apply(s: Session, row: CaseRow) -> tuple[Outcome, dict[str, list[object]]]:
             return Outcome(reason=note), {}
 
-        return self._act(case_id, user=user, version=version, action=Action.CLOSE, apply=apply)
+        return self.actions.act(case_id, user=user, version=version, action=Action.CLOSE, apply=apply)
 
     def retriage(self, case_id: str, *, user: User, version: int) -> CaseDetail:
         """Draft the case again with the current knowledge and models; earlier versions are kept."""
         with self.db.read() as s:
             row = queries.visible_row(s, case_id, user)
-            self._check(row, user, Action.RETRIAGE, version)
+            self.actions.check(row, user, Action.RETRIAGE, version)
             complaint = queries.complaint_of(row)
-        draft = self.pipeline.triage(complaint)
+            chosen = row.department if row.assigned_by else None  # a person's choice: drafted for it
+        draft = self.pipeline.triage_many([complaint], departments=[chosen])[0]
 
         def apply(s: Session, row: CaseRow) -> tuple[Outcome, dict[str, list[object]]]:
             attach_draft(s, row, draft, actor=user.name, now=utcnow())
@@ -186,38 +189,9 @@ class Decisions:
             return Outcome(), {}
 
         # The decision records the draft it replaced, as before this action.
-        return self._act(case_id, user=user, version=version, action=Action.RETRIAGE, apply=apply, draft_before=True)
-
-    # -- one transaction per action --------------------------------------------------------
-    def _act(
-        self, case_id: str, *, user: User, version: int, action: Action, apply: Apply, draft_before: bool = False
-    ) -> CaseDetail:
-        try:
-            with self.db.write() as s:
-                row = queries.visible_row(s, case_id, user)
-                self._check(row, user, action, version)
-                before = snapshot(row)
-                draft_no = row.draft_no
-                with s.no_autoflush:  # one UPDATE, so one version step per action
-                    outcome, extra = apply(s, row)
-                    row.status = TRANSITIONS[CaseStatus(row.status)][action].value
-                    row.updated_at = utcnow()
-                    s.add(_decision(row, action, user, outcome, draft_no=draft_no if draft_before else row.draft_no))
-                s.flush()  # UPDATE ... WHERE version = :read; no row -> ConcurrentUpdateError
-                audit(s, row, actor=user.name, action=action.value, changes=diff(before, snapshot(row)) | extra)
-                return queries.detail(s, row, user)
-        except ConcurrentUpdateError as exc:
-            with self.db.read() as s:  # the case as it is now, if the caller may still see it
-                current = queries.get_case(s, case_id, user)
-            raise StaleVersionError(version, current) from exc
-
-    @staticmethod
-    def _check(row: CaseRow, user: User, action: Action, version: int) -> None:
-        policy.require_action(user, action)
-        if row.version != version:
-            raise StaleVersionError(version, queries.summary(row))
-        if action not in TRANSITIONS[CaseStatus(row.status)]:
-            raise InvalidTransitionError(action.value, row.status, allowed_actions(row.status, user.role))
+        return self.actions.act(
+            case_id, user=user, version=version, action=Action.RETRIAGE, apply=apply, draft_before=True
+        )
 
 
 def _check_final(kb: KnowledgeBase, final: Outcome, user: User) -> None:
@@ -243,22 +217,6 @@ def _current_draft(s: Session, row: CaseRow) -> Draft | None:
         return None
     body = s.scalars(select(DraftRow.body).where(DraftRow.case_id == row.id, DraftRow.number == row.draft_no)).one()
     return Draft.model_validate(body)
-
-
-def _decision(row: CaseRow, action: Action, user: User, outcome: Outcome, *, draft_no: int) -> DecisionRow:
-    return DecisionRow(
-        case_id=row.id,
-        action=action.value,
-        actor=user.name,
-        draft_no=draft_no,
-        edited_fields=list(outcome.edited),
-        edited=bool(outcome.edited),
-        department=outcome.department,
-        typical_problem_id=outcome.typical_problem_id,
-        root_cause=outcome.root_cause,
-        reply=outcome.reply,
-        reason=outcome.reason,
-    )
 
 
 def _past_case(row: CaseRow, final: Outcome) -> PastCase:

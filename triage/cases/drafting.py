@@ -24,16 +24,19 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from triage.access.policy import SYSTEM_ACTOR
 from triage.cases import queries
+from triage.cases.queries import WILL_RETRY
 from triage.cases.records import add_drafts, audit, diff, snapshot
 from triage.cases.rows import CaseRow, DraftRow, utcnow
 from triage.cases.states import CaseStatus
 from triage.database import Database
-from triage.errors import ConcurrentUpdateError, StoreError
+from triage.errors import ConcurrentUpdateError, EmbeddingError, NotBuiltError, StoreError, VectorStoreError
 from triage.models import Draft
 from triage.pipeline import TriagePipeline
 
 log = logging.getLogger(__name__)
 RETRY_QUEUED_AFTER = timedelta(seconds=60)  # a single ingest drafts in-request; only stragglers are swept
+# Failures of what drafting needs rather than of the complaint: the case is drafted again later.
+TRANSIENT = (NotBuiltError, VectorStoreError, EmbeddingError, StoreError)
 SWEEPER_LOCK = 0x7472_6961_6765  # the advisory lock key of the queue sweeper
 
 
@@ -83,6 +86,10 @@ class FirstDrafts:
         return drafted
 
     def _failed(self, row: CaseRow, exc: Exception) -> None:
+        if isinstance(exc, TRANSIENT):  # the models, index or database are not there yet: drafted later
+            log.warning("case %s waits for drafting: %s", row.id, exc)
+            self._record_error(row.id, row.version, f"{WILL_RETRY}{type(exc).__name__}: {exc}")
+            return
         log.error("drafting failed for case %s", row.id, exc_info=exc)
         self._record_error(row.id, row.version, f"{type(exc).__name__}: {exc}")
 
@@ -111,15 +118,12 @@ class FirstDrafts:
     def pending(self, limit: int, *, exclude: set[str]) -> list[str]:
         """Queued cases awaiting a first draft: batch cases, and single ones whose in-request draft was lost."""
         cutoff = utcnow() - RETRY_QUEUED_AFTER
+        waiting = CaseRow.draft_error.is_(None) & (CaseRow.batch_id.is_not(None) | (CaseRow.received_at < cutoff))
+        retrying = CaseRow.draft_error.startswith(WILL_RETRY) & (CaseRow.updated_at < cutoff)
         with self.db.read() as s:
             ids = s.scalars(
                 select(CaseRow.id)
-                .where(
-                    CaseRow.status == CaseStatus.NEW.value,
-                    CaseRow.draft_error.is_(None),
-                    CaseRow.draft_no == 0,
-                    CaseRow.batch_id.is_not(None) | (CaseRow.received_at < cutoff),
-                )
+                .where(CaseRow.status == CaseStatus.NEW.value, CaseRow.draft_no == 0, waiting | retrying)
                 .order_by(CaseRow.received_at, CaseRow.id)
                 .limit(limit + len(exclude))
             )
@@ -141,12 +145,15 @@ class FirstDrafts:
 
 
 class Leadership:
-    """Whether this process sweeps the drafting queue: always on SQLite (one process); on PostgreSQL
-    while it holds the sweeper's advisory lock."""
+    """Whether this process does a job only one process should do (sweeping the drafting queue, the
+    escalation sweep): always on SQLite (one process); on PostgreSQL while it holds the job's advisory
+    lock, which PostgreSQL releases when the process dies."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, key: int = SWEEPER_LOCK, what: str = "sweeps the drafting queue") -> None:
         self._engine = db.autocommit()
         self._shared = db.postgresql
+        self._key = key
+        self._what = what
         self._conn: Connection | None = None
         self._lock = threading.Lock()
 
@@ -160,18 +167,18 @@ class Leadership:
                     return True
                 conn = self._engine.connect()
                 try:
-                    got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": SWEEPER_LOCK}).scalar()
+                    got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self._key}).scalar()
                 except SQLAlchemyError:
                     conn.invalidate()
                     conn.close()
                     raise
                 if got:
                     self._conn = conn
-                    log.info("this process sweeps the drafting queue")
+                    log.info("this process %s", self._what)
                     return True
                 conn.close()
             except SQLAlchemyError as exc:
-                log.warning("drafting queue leadership unknown (%s); not sweeping", type(exc).__name__)
+                log.warning("unknown whether this process %s (%s); not now", self._what, type(exc).__name__)
                 self._drop()
             return False
 

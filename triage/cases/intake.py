@@ -19,10 +19,13 @@ from triage.cases import queries
 from triage.cases.drafting import FirstDrafts
 from triage.cases.models import CaseDetail, IngestReceipt
 from triage.cases.records import audit
-from triage.cases.rows import BatchRow, CaseRow, to_utc, utcnow
+from triage.cases.rows import BatchRow, CaseRow, utcnow
+from triage.cases.schedule import schedule
 from triage.cases.states import CaseStatus
+from triage.clock import Clock, in_utc, system_clock
 from triage.database import Database
-from triage.errors import DuplicateError, IdempotencyError
+from triage.deadlines.rules import Deadlines
+from triage.errors import DuplicateError, IdempotencyError, StoreError
 from triage.models import Complaint
 
 log = logging.getLogger(__name__)
@@ -31,9 +34,11 @@ log = logging.getLogger(__name__)
 class Intake:
     """Stores complaints and drafts single ones at once; thread-safe."""
 
-    def __init__(self, db: Database, drafts: FirstDrafts) -> None:
+    def __init__(self, db: Database, drafts: FirstDrafts, *, deadlines: Deadlines, clock: Clock = system_clock) -> None:
         self.db = db
         self.drafts = drafts
+        self.deadlines = deadlines  # counted in the deployment's zone, where offset-less complaint times are read
+        self.clock = clock
 
     def ingest(self, complaint: Complaint, *, user: User) -> tuple[CaseDetail, bool]:
         """Store and draft one complaint; returns (the case, created). Idempotent on external_id."""
@@ -48,15 +53,18 @@ class Intake:
             else:  # committed: from here on nothing fails the request
                 stored = self.drafts.draft_rows([row]).get(row.id)
                 if stored is None:  # drafting failed (the reason is on the case) or its store did
-                    return self._read(row.id, user), True
+                    try:
+                        return self._read(row.id, user), True
+                    except StoreError:  # stored all the same: answer with the case as it was committed
+                        return queries.detail_of(row, [], [], user, now=self.clock()), True
                 case, draft_row = stored  # as the draft's transaction left it: answered without a read-back
                 draft = queries.draft_version(draft_row)
-                return queries.detail_of(case, [draft], [], user), True
+                return queries.detail_of(case, [draft], [], user, now=self.clock()), True
         return self._read(existing, user), False
 
     def _read(self, case_id: str, user: User) -> CaseDetail:
         with self.db.read() as s:
-            return queries.get_case(s, case_id, user)
+            return queries.get_case(s, case_id, user, now=self.clock())
 
     def ingest_batch(self, complaints: Sequence[Complaint], *, user: User) -> IngestReceipt:
         """Store a batch at once (one transaction); the background drafter drafts it."""
@@ -131,10 +139,13 @@ class Intake:
             found[i] = row.id
         return found
 
-    @staticmethod
-    def _insert(s: Session, complaints: Sequence[Complaint], user: User, *, batch_id: str | None) -> list[CaseRow]:
-        """New cases (status new), each with its ingest event, in the caller's transaction; one flush."""
+    def _insert(
+        self, s: Session, complaints: Sequence[Complaint], user: User, *, batch_id: str | None
+    ) -> list[CaseRow]:
+        """New cases (status new) with their deadlines, each with its ingest event, in the caller's
+        transaction; one flush. A complaint time without an offset is read in the deployment's zone."""
         now = utcnow()
+        tz = self.deadlines.tz
         rows = [
             CaseRow(
                 id=str(uuid.uuid4()),
@@ -146,7 +157,16 @@ class Intake:
                 rating=c.rating,
                 region=c.region,
                 contact=c.contact,
-                complained_at=to_utc(c.created_at),
+                complained_at=in_utc(c.created_at, tz) if c.created_at else now,
+                request_type=c.request_type.value if c.request_type else None,
+                urgent=c.urgent,
+                submitter_type=c.submitter_type.value,
+                enterprise_name=c.enterprise_name,
+                likes=c.likes,
+                dislikes=c.dislikes,
+                returns=0,
+                bounces=0,
+                appeal_upheld=False,
                 status=CaseStatus.NEW.value,
                 draft_no=0,
                 batch_id=batch_id,
@@ -156,6 +176,8 @@ class Intake:
             )
             for c in complaints
         ]
+        for row in rows:
+            schedule(row, self.deadlines)
         # Inserted in key order: two transactions inserting the same external ids then meet in the same
         # order, so the second waits and fails on the unique key instead of deadlocking.
         in_key_order: list[CaseRow] = sorted(rows, key=lambda r: r.external_id or "")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from triage.cases.filters import CaseFilters
 from triage.cases.states import CaseStatus
-from triage.models import Complaint, Draft
+from triage.models import Complaint, Draft, no_nul
 
 
 class CaseSummary(BaseModel):
@@ -32,6 +32,12 @@ class CaseSummary(BaseModel):
     received_at: datetime
     updated_at: datetime
     decided_at: datetime | None
+    complained_at: datetime | None
+    due_at: datetime | None  # the next step's deadline: first contact, then the reply
+    overdue: bool  # due_at has passed
+    supervised: bool  # a supervisor flagged it (督办): shown at the top of the department's queue
+    submitter_type: str
+    bounces: int  # times it moved from one department to another
 
 
 class DraftVersion(BaseModel):
@@ -62,6 +68,45 @@ class AuditEvent(BaseModel):
     changes: dict[str, Any]  # field -> [before, after]
 
 
+class CaseRequest(BaseModel):
+    """An extension (延期) or appeal (申诉复核) a department asked for, and the supervisor's decision."""
+
+    id: int
+    kind: str  # extension | appeal
+    status: str  # pending | granted | refused
+    reason: str
+    requested_by: str
+    requested_at: datetime
+    requested_until: datetime | None
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_note: str | None
+
+
+class Handling(BaseModel):
+    """Deadlines, the steps taken towards the citizen, and supervision."""
+
+    deadline_rule: str | None
+    contact_due_at: datetime | None
+    reply_due_at: datetime | None
+    contacted_at: datetime | None
+    approved_at: datetime | None
+    reply_sent_at: datetime | None
+    reply_sent_by: str | None
+    reply_channel: str | None
+    followed_up_at: datetime | None
+    satisfaction: str | None
+    follow_up_note: str | None
+    returns: int
+    supervised_at: datetime | None
+    supervised_by: str | None
+    supervision_note: str | None
+    reminded_at: datetime | None
+    notified_at: datetime | None
+    appeal_upheld: bool
+    requests: list[CaseRequest]
+
+
 class CaseDetail(CaseSummary):
     """One case: the complaint, the current draft with its evidence, every draft version and decision."""
 
@@ -69,6 +114,7 @@ class CaseDetail(CaseSummary):
     draft: Draft | None
     drafts: list[DraftVersion]
     decisions: list[DecisionRecord]
+    handling: Handling
     allowed_actions: list[str]  # for the caller: what the state allows and their role may do
 
 
@@ -82,14 +128,23 @@ class Edits(BaseModel):
     root_cause: str | None = Field(None, min_length=1, max_length=5000)
     reply: str | None = Field(None, min_length=1, max_length=10000)
 
+    @field_validator("*")
+    @classmethod
+    def _storable(cls, value: object) -> object:
+        return no_nul(value) if isinstance(value, str) else value
 
-Sort = Literal["received_at", "-received_at", "updated_at", "-updated_at", "confidence", "-confidence"]
+
+Sort = Literal[
+    "received_at", "-received_at", "updated_at", "-updated_at", "confidence", "-confidence", "due_at", "-due_at"
+]
 
 
 class CaseQuery(CaseFilters):
-    """The queue: the case filters, text search, a batch, a sort and a page."""
+    """The queue: the case filters, text search, a batch, overdue or supervised cases, a sort and a page."""
 
     text: str | None = Field(None, max_length=200)
+    overdue: bool | None = None  # true: only cases past their next deadline; false: only those within it
+    supervised: bool | None = None
     batch_id: str | None = None
     sort: Sort = "-received_at"
     page: int = Field(1, ge=1)

@@ -6,34 +6,33 @@ system what it submitted, supervisors and admins everything. A case outside the 
 
 from __future__ import annotations
 
-import functools
 import statistics
 from datetime import UTC, datetime
-from typing import Any, overload
+from typing import overload
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, func, select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
 from triage.access import policy
 from triage.access.models import User
-from triage.cases import filters
 from triage.cases.models import (
     AuditEvent,
     BatchStatus,
     CaseDetail,
-    CasePage,
-    CaseQuery,
+    CaseRequest,
     CaseSummary,
     DecisionRecord,
     DraftVersion,
+    Handling,
     QueueStats,
 )
-from triage.cases.rows import AuditRow, BatchRow, CaseRow, DecisionRow, DraftRow
+from triage.cases.rows import AuditRow, BatchRow, CaseRow, DecisionRow, DraftRow, RequestRow
 from triage.cases.states import Action, CaseStatus, allowed_actions
 from triage.errors import NotFoundError
 from triage.models import Complaint, Draft
 
 EXCERPT_CHARS = 120
+WILL_RETRY = "will retry: "  # a draft_error prefix: drafting failed for lack of models, index or database
 
 
 def visible_row(s: Session, case_id: str, user: User) -> CaseRow:
@@ -55,6 +54,12 @@ def complaint_of(row: CaseRow) -> Complaint:
             "created_at": _aware(row.complained_at),
             "contact": row.contact,
             "external_id": row.external_id,
+            "request_type": row.request_type,
+            "urgent": row.urgent,
+            "submitter_type": row.submitter_type,
+            "enterprise_name": row.enterprise_name,
+            "likes": row.likes,
+            "dislikes": row.dislikes,
         }
     )
 
@@ -68,8 +73,10 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
-def summary(row: CaseRow) -> CaseSummary:
+def summary(row: CaseRow, *, now: datetime) -> CaseSummary:
+    """The case as a queue row; `overdue` as of `now`."""
     text = row.text if len(row.text) <= EXCERPT_CHARS else row.text[:EXCERPT_CHARS] + "……"
+    due = _aware(row.due_at)
     return CaseSummary(
         id=row.id,
         external_id=row.external_id,
@@ -88,13 +95,20 @@ def summary(row: CaseRow) -> CaseSummary:
         received_at=_aware(row.received_at),
         updated_at=_aware(row.updated_at),
         decided_at=_aware(row.decided_at),
+        complained_at=_aware(row.complained_at),
+        due_at=due,
+        overdue=due is not None and due < now,
+        supervised=row.supervised_at is not None,
+        submitter_type=row.submitter_type,
+        bounces=row.bounces,
     )
 
 
-def detail(s: Session, row: CaseRow, user: User) -> CaseDetail:
+def detail(s: Session, row: CaseRow, user: User, *, now: datetime) -> CaseDetail:
     drafts = list(s.scalars(select(DraftRow).where(DraftRow.case_id == row.id).order_by(DraftRow.number)))
     decisions = list(s.scalars(select(DecisionRow).where(DecisionRow.case_id == row.id).order_by(DecisionRow.id)))
-    return detail_of(row, [draft_version(d) for d in drafts], decisions, user)
+    requests = list(s.scalars(select(RequestRow).where(RequestRow.case_id == row.id).order_by(RequestRow.id)))
+    return detail_of(row, [draft_version(d) for d in drafts], decisions, user, now=now, requests=requests)
 
 
 def draft_version(d: DraftRow, draft: Draft | None = None) -> DraftVersion:
@@ -107,11 +121,20 @@ def draft_version(d: DraftRow, draft: Draft | None = None) -> DraftVersion:
     )
 
 
-def detail_of(row: CaseRow, versions: list[DraftVersion], decisions: list[DecisionRow], user: User) -> CaseDetail:
-    """The case as `user` sees it, from its row, draft versions and decisions."""
+def detail_of(
+    row: CaseRow,
+    versions: list[DraftVersion],
+    decisions: list[DecisionRow],
+    user: User,
+    *,
+    now: datetime,
+    requests: list[RequestRow] | None = None,
+) -> CaseDetail:
+    """The case as `user` sees it, from its row, draft versions, decisions and requests."""
     current = next((v.draft for v in versions if v.number == row.draft_no), None)
     return CaseDetail(
-        **summary(row).model_dump(),
+        **summary(row, now=now).model_dump(),
+        handling=handling(row, requests or []),
         complaint=complaint_of(row),
         draft=current,
         drafts=versions,
@@ -134,89 +157,52 @@ def detail_of(row: CaseRow, versions: list[DraftVersion], decisions: list[Decisi
     )
 
 
-def get_case(s: Session, case_id: str, user: User) -> CaseDetail:
-    return detail(s, visible_row(s, case_id, user), user)
-
-
-_SORTS: dict[str, Any] = {
-    "received_at": CaseRow.received_at.asc(),
-    "-received_at": CaseRow.received_at.desc(),
-    "updated_at": CaseRow.updated_at.asc(),
-    "-updated_at": CaseRow.updated_at.desc(),
-    "confidence": CaseRow.confidence.asc().nulls_first(),
-    "-confidence": CaseRow.confidence.desc().nulls_last(),
-}
-
-
-# The queue's columns: everything a CaseSummary shows, and only the start of the text.
-_QUEUE_COLUMNS = (
-    CaseRow.id,
-    CaseRow.external_id,
-    CaseRow.status,
-    CaseRow.department,
-    CaseRow.typical_problem_id,
-    CaseRow.channel,
-    CaseRow.title,
-    func.substr(CaseRow.text, 1, EXCERPT_CHARS + 1).label("excerpt"),
-    CaseRow.confidence,
-    CaseRow.draft_no,
-    CaseRow.draft_error,
-    CaseRow.version,
-    CaseRow.batch_id,
-    CaseRow.submitted_by,
-    CaseRow.received_at,
-    CaseRow.updated_at,
-    CaseRow.decided_at,
-)
-_QUEUE_FIELDS = tuple(c.key for c in _QUEUE_COLUMNS)
-
-
-def _queue_params(q: CaseQuery, user: User) -> dict[str, Any]:
-    """The bound values of a queue query; which of them are present is the statement's shape."""
-    text = filters.like_pattern(q.text) if q.text else None
-    return {**policy.case_scope(user), **filters.params(q, batch_id=q.batch_id, text=text)}
-
-
-@functools.lru_cache(maxsize=512)
-def _queue_statements(shape: tuple[str, ...], sort: str) -> tuple[Select[Any], Select[Any]]:
-    """The page (with the count) and the bare count for one shape of query, built once.
-
-    Building a statement with its IN lists and computing its cache key was a fifth of a queue
-    request; a statement reused with new bound values costs neither. Offset and limit are bound too.
-    """
-    where = filters.where(shape)
-    count = select(func.count()).select_from(CaseRow).where(where)
-    page = (
-        select(*_QUEUE_COLUMNS, count.scalar_subquery().label("total"))
-        .where(where)
-        .order_by(_SORTS[sort], CaseRow.id)
-        .offset(bindparam("offset"))
-        .limit(bindparam("limit"))
+def handling(row: CaseRow, requests: list[RequestRow]) -> Handling:
+    times = {
+        f: _aware(getattr(row, f))
+        for f in (
+            "contact_due_at",
+            "reply_due_at",
+            "contacted_at",
+            "approved_at",
+            "reply_sent_at",
+            "followed_up_at",
+            "supervised_at",
+            "reminded_at",
+            "notified_at",
+        )
+    }
+    return Handling(
+        **times,
+        deadline_rule=row.deadline_rule,
+        reply_sent_by=row.reply_sent_by,
+        reply_channel=row.reply_channel,
+        satisfaction=row.satisfaction,
+        follow_up_note=row.follow_up_note,
+        returns=row.returns,
+        supervised_by=row.supervised_by,
+        supervision_note=row.supervision_note,
+        appeal_upheld=row.appeal_upheld,
+        requests=[
+            CaseRequest(
+                id=r.id,
+                kind=r.kind,
+                status=r.status,
+                reason=r.reason,
+                requested_by=r.requested_by,
+                requested_at=_aware(r.requested_at),
+                requested_until=_aware(r.requested_until),
+                decided_by=r.decided_by,
+                decided_at=_aware(r.decided_at),
+                decision_note=r.decision_note,
+            )
+            for r in requests
+        ],
     )
-    return page, count
 
 
-def list_cases(conn: Connection, q: CaseQuery, user: User) -> CasePage:
-    """One page of the queue and the number of matching cases, in one round trip.
-
-    The count is an uncorrelated scalar subquery (PostgreSQL runs it once, as an InitPlan, over the
-    same index as the page); only a page past the end needs a second query for it. Columns rather
-    than ORM objects, validated in one pydantic call: a page of 50 costs a fraction of hydrating and
-    converting 50 entities one by one.
-    """
-    params = _queue_params(q, user)
-    page, count = _queue_statements(tuple(params), q.sort)
-    rows = conn.execute(page, {**params, "offset": (q.page - 1) * q.page_size, "limit": q.page_size}).all()
-    total = int(rows[0][-1]) if rows else int(conn.execute(count, params).scalar_one())
-    items = []
-    for row in rows:
-        item = dict(zip(_QUEUE_FIELDS, row, strict=False))
-        if len(item["excerpt"]) > EXCERPT_CHARS:
-            item["excerpt"] = item["excerpt"][:EXCERPT_CHARS] + "……"
-        for key in ("received_at", "updated_at", "decided_at"):
-            item[key] = _aware(item[key])
-        items.append(item)
-    return CasePage.model_validate({"items": items, "total": total, "page": q.page, "page_size": q.page_size})
+def get_case(s: Session, case_id: str, user: User, *, now: datetime) -> CaseDetail:
+    return detail(s, visible_row(s, case_id, user), user, now=now)
 
 
 def audit_trail(s: Session, case_id: str, user: User) -> list[AuditEvent]:
@@ -229,10 +215,12 @@ def batch_status(s: Session, batch_id: str, user: User) -> BatchStatus:
     batch = s.get(BatchRow, batch_id)
     if batch is None or (not policy.sees_everything(user) and batch.submitted_by != user.name):
         raise NotFoundError(f"no batch '{batch_id}'")
+    # a case whose drafting failed for good has a draft_error; one waiting to be drafted again says so
+    failed_for_good = CaseRow.draft_error.is_not(None) & ~CaseRow.draft_error.startswith(WILL_RETRY)
     counts = s.execute(
-        select(CaseRow.status, CaseRow.draft_error.is_not(None), func.count())
+        select(CaseRow.status, failed_for_good, func.count())
         .where(CaseRow.batch_id == batch_id)
-        .group_by(CaseRow.status, CaseRow.draft_error.is_not(None))
+        .group_by(CaseRow.status, failed_for_good)
     ).all()
     by_status: dict[str, int] = {}
     pending = failed = 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -12,11 +12,31 @@ from triage.cases.rows import AuditRow, CaseRow, DraftRow, utcnow
 from triage.cases.states import UNDECIDED, CaseStatus
 from triage.models import Draft
 
-TRACKED = ("status", "department", "assigned_by", "typical_problem_id", "confidence", "draft_no", "draft_error")
+TRACKED = (
+    "status",
+    "department",
+    "assigned_by",
+    "typical_problem_id",
+    "confidence",
+    "draft_no",
+    "draft_error",
+    "due_at",
+    "satisfaction",
+    "returns",
+    "bounces",
+    "appeal_upheld",
+)
 
 
 def snapshot(row: CaseRow) -> dict[str, Any]:
-    return {f: getattr(row, f) for f in TRACKED}
+    """The audited fields as JSON values (times in ISO 8601, UTC)."""
+    return {f: _json(getattr(row, f)) for f in TRACKED}
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+    return value
 
 
 def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:

@@ -59,6 +59,36 @@ class CaseRow(Base):
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # who complained, and how (revision 0005)
+    request_type: Mapped[str | None] = mapped_column(String(10))
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    submitter_type: Mapped[str] = mapped_column(String(20), default="individual")
+    enterprise_name: Mapped[str | None] = mapped_column(String(200))
+    likes: Mapped[int | None] = mapped_column(Integer)
+    dislikes: Mapped[int | None] = mapped_column(Integer)
+    # deadlines: `due_at` is the next step's (first contact, then the reply); None when nothing is due
+    deadline_rule: Mapped[str | None] = mapped_column(String(100))
+    contact_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reply_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    # the steps taken
+    contacted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    approved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reply_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reply_sent_by: Mapped[str | None] = mapped_column(String(100))
+    reply_channel: Mapped[str | None] = mapped_column(String(50))
+    followed_up_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    satisfaction: Mapped[str | None] = mapped_column(String(10))
+    follow_up_note: Mapped[str | None] = mapped_column(Text)
+    returns: Mapped[int] = mapped_column(Integer, default=0)  # times a department handed it back
+    bounces: Mapped[int] = mapped_column(Integer, default=0)  # times it moved from one department to another
+    # supervision and escalation
+    supervised_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    supervised_by: Mapped[str | None] = mapped_column(String(100))
+    supervision_note: Mapped[str | None] = mapped_column(Text)
+    reminded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    appeal_upheld: Mapped[bool] = mapped_column(Boolean, default=False)
 
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
 
@@ -66,6 +96,28 @@ class CaseRow(Base):
 # The queue by confidence: sort=-confidence walks it forwards, sort=confidence backwards. Revision 0004
 # creates it; on PostgreSQL with NULLS LAST, which SQLite's descending order has anyway.
 Index("ix_cases_department_status_confidence", CaseRow.department, CaseRow.status, CaseRow.confidence.desc())
+
+
+Index("ix_cases_complained_at", CaseRow.complained_at)
+Index("ix_cases_problem_complained", CaseRow.typical_problem_id, CaseRow.complained_at)
+
+
+class RequestRow(Base):
+    """A department's request on a case, decided by a supervisor: an extension (延期) or an appeal (申诉复核)."""
+
+    __tablename__ = "case_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # extension | appeal
+    status: Mapped[str] = mapped_column(String(20))  # pending | granted | refused
+    reason: Mapped[str] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(String(100))
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    requested_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # an extension's new deadline
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decision_note: Mapped[str | None] = mapped_column(Text)
 
 
 class DraftRow(Base):

@@ -99,11 +99,15 @@ def kb_load(ctx: click.Context, departments: Path, problems: Path | None) -> Non
     new_kb = load_files(departments, problems)  # validated before anything is touched
     progress = StageProgress()
     with open_workspace(ctx) as ws:
-        ws.load_kb(new_kb, progress)
+        report = ws.load_kb(new_kb, progress, with_problems=problems is not None)
+        live = ws.kb
     progress.finish()
+    for line in report.lines():
+        click.echo(line, err=True)
     click.echo(
-        f"loaded {len(new_kb.departments)} departments and {len(new_kb.problems)} typical problems "
-        f"({len(new_kb.service_items())} service items) into {ws.data_dir}"
+        f"loaded {len(new_kb.departments)} departments into {ws.data_dir}; {len(live.problems)} typical problems "
+        f"in use ({len(live.service_items())} service items)"
+        + ("" if problems is not None else "; the typical problems were kept (give --problems FILE to replace them)")
     )
 
 

@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,7 @@ def _print_summary(summary: Any) -> None:
 @click.option("--channel", "channels", multiple=True, help="Channel (repeatable).")
 @click.option("--typical-problem", "problems", multiple=True, help="Current typical problem id (repeatable).")
 @click.option(
-    "--from", "received_from", type=click.DateTime(), help="Received at or after (YYYY-MM-DD[ HH:MM:SS], UTC)."
+    "--from", "received_from", type=click.DateTime(), help="Received at or after (YYYY-MM-DD[ HH:MM:SS], local time)."
 )
 @click.option("--to", "received_to", type=click.DateTime(), help="Received before.")
 @click.option(
@@ -155,8 +155,8 @@ def retriage(
         department=list(departments),
         channel=list(channels),
         typical_problem_id=list(problems),
-        received_from=received_from.replace(tzinfo=UTC) if received_from else None,
-        received_to=received_to.replace(tzinfo=UTC) if received_to else None,
+        received_from=received_from,  # local time (TRIAGE_TIMEZONE), read by the job service
+        received_to=received_to,
         ids=ids,
         undecided=undecided,
     )

@@ -94,6 +94,7 @@ class LLMDrafter:
         problems = "\n".join(
             f"- [{p.problem.id}] {p.problem.title}（{p.problem.department}，相似度 {p.similarity:.2f}）"
             f"\n  描述：{p.problem.description}\n  根因：{p.problem.root_cause}\n  答复要点：{p.problem.reply_guidance}"
+            + (f"\n  统一答复口径：{p.problem.unified_reply}" if p.problem.unified_reply else "")
             for p in ctx.problems
         )
         cases = "\n".join(

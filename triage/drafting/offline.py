@@ -57,6 +57,12 @@ def _guidance(text: str) -> str:
     return text if text.endswith(("。", "！", "？")) else text + "。"
 
 
+def _sentence(text: str) -> str:
+    """A text ending with sentence punctuation, so the template's next sentence follows cleanly."""
+    text = text.strip()
+    return text if text.endswith(("。", "！", "？", ".", "!", "?")) else text + "。"
+
+
 class OfflineDrafter:
     """Template drafts grounded in the knowledge base; no network, deterministic."""
 
@@ -80,7 +86,10 @@ class OfflineDrafter:
         match = ctx.matched_problem
         if match is not None:
             problem = match.problem
-            reply = self.prompt.render("reply_matched", guidance=_guidance(problem.reply_guidance), **values)
+            if problem.unified_reply:  # 统一答复口径: one answer for the whole class of complaints
+                reply = self.prompt.render("reply_unified", unified_reply=_sentence(problem.unified_reply), **values)
+            else:
+                reply = self.prompt.render("reply_matched", guidance=_guidance(problem.reply_guidance), **values)
             root = self.prompt.render(
                 "root_cause_matched",
                 problem_title=problem.title,

@@ -3,6 +3,7 @@ is left alone, and the dry-run estimate of tokens and cost (no LLM called)."""
 
 from __future__ import annotations
 
+from datetime import UTC, tzinfo
 from typing import Any
 
 from sqlalchemy import select
@@ -12,8 +13,9 @@ from prompts import load as load_prompt
 from triage.cases import filters
 from triage.cases.rows import CaseRow
 from triage.cases.states import UNDECIDED, CaseStatus
+from triage.clock import in_utc
 from triage.database import Database
-from triage.errors import InputError, UnknownDepartmentError
+from triage.errors import InputError
 from triage.jobs.models import Estimate, JobFilters, NewJob, Prices
 from triage.jobs.ratelimit import COMPLETION_ESTIMATE
 from triage.knowledge import KnowledgeBase
@@ -24,16 +26,15 @@ from triage.redaction import redact
 EVIDENCE_TOKENS = 1500  # typical problems and past cases quoted in an LLM prompt (dry-run estimate)
 
 
-def validate(filters: JobFilters, *, db: Database, kb: KnowledgeBase) -> None:
-    """Unknown filter values are refused before any work, with the valid ones listed."""
+def validate(filters: JobFilters, *, db: Database, kb: KnowledgeBase, tz: tzinfo = UTC) -> JobFilters:
+    """The filters with canonical department names and times in UTC (a time without an offset is read
+    in `tz`); unknown values are refused before any work, with the valid ones listed."""
     if filters.is_empty():
         raise InputError(
             "choose the cases: a status, department, channel, typical problem, date range, ids file, or undecided",
             field="filters",
         )
-    for name in filters.department:
-        if name not in kb.department_names:
-            raise UnknownDepartmentError(name, kb.department_names)
+    departments = [kb.check_department(name) for name in filters.department]  # aliases too, as the queue
     for channel in filters.channel:
         if channel not in CHANNEL_VALUES:
             raise InputError(f"unknown channel '{channel}'; valid: {', '.join(CHANNEL_VALUES)}", field="channel")
@@ -51,6 +52,13 @@ def validate(filters: JobFilters, *, db: Database, kb: KnowledgeBase) -> None:
         if unknown:
             more = f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""
             raise InputError(f"no such case: {', '.join(unknown[:5])}{more}", field="ids")
+    return filters.model_copy(
+        update={
+            "department": departments,
+            "received_from": in_utc(filters.received_from, tz),
+            "received_to": in_utc(filters.received_to, tz),
+        }
+    )
 
 
 def matching(s: Session, f: JobFilters) -> list[tuple[str, str]]:
@@ -75,8 +83,7 @@ def skip_reason(status: str, include_decided: bool) -> str | None:
 
 
 def estimate(new: NewJob, *, db: Database, pipeline: TriagePipeline, prices: Prices) -> Estimate:
-    """Count the items and estimate tokens and cost, calling no LLM."""
-    validate(new.filters, db=db, kb=pipeline.ws.kb)
+    """Count the items and estimate tokens and cost, calling no LLM (`new`: validated filters)."""
     with db.read() as s:
         found = matching(s, new.filters)
         todo = [i for i, st in found if skip_reason(st, new.include_decided) is None]

@@ -10,7 +10,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, timedelta, tzinfo
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -39,25 +39,28 @@ class JobService:
         prices: Prices | None = None,
         rpm: int | None = None,
         tpm: int | None = None,
+        tz: tzinfo = UTC,
     ) -> None:
         self.db = db
+        self.tz = tz  # job filter times without an offset are read in it
         self.pipeline = pipeline
         self.lease = timedelta(seconds=lease_s)
         self.prices = prices or Prices()
         self.limits = (rpm, tpm)  # defaults for work()
 
     # -- choosing cases --------------------------------------------------------------------
-    def validate(self, filters: JobFilters) -> None:
-        """Unknown filter values are refused before any work, with the valid ones listed."""
-        selection.validate(filters, db=self.db, kb=self.pipeline.ws.kb)
+    def validate(self, filters: JobFilters) -> JobFilters:
+        """The filters made canonical; unknown values are refused before any work, with the valid ones."""
+        return selection.validate(filters, db=self.db, kb=self.pipeline.ws.kb, tz=self.tz)
 
     def estimate(self, new: NewJob) -> Estimate:
         """Count the items and estimate tokens and cost, calling no LLM."""
+        new = new.model_copy(update={"filters": self.validate(new.filters)})
         return selection.estimate(new, db=self.db, pipeline=self.pipeline, prices=self.prices)
 
     def create(self, new: NewJob, *, actor: str) -> JobProgress:
         """Store the job and one item per matching case; decided cases are items skipped with a reason."""
-        self.validate(new.filters)
+        new = new.model_copy(update={"filters": self.validate(new.filters)})
         job_id = str(uuid.uuid4())
         with self.db.write() as s:
             found = selection.matching(s, new.filters)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, func, or_, select, update
 
+from triage.access.policy import job_actor
 from triage.cases import queries
 from triage.cases.records import add_draft
 from triage.cases.rows import CaseRow, utcnow
@@ -28,7 +29,7 @@ from triage.errors import ConcurrentUpdateError, DuplicateError, StoreError
 from triage.jobs.models import OPEN_STATES, ItemState, JobStatus, Prices
 from triage.jobs.rows import JobItemRow, JobRow, get_job
 from triage.jobs.selection import skip_reason
-from triage.models import Draft
+from triage.models import Complaint, Draft
 from triage.pipeline import TriagePipeline
 
 if TYPE_CHECKING:
@@ -210,28 +211,33 @@ class Worker:
             item.reason = "job cancelled" if item.state == ItemState.SKIPPED else None
             item.finished_at = utcnow() if item.state != ItemState.PENDING else None
 
-    def _draft_all(self, complaints: list[Any], pool: ThreadPoolExecutor) -> list[Draft | BaseException]:
-        # Retrieval and routing batched for the chunk; LLM drafts concurrently on the pool.
+    def _draft_all(
+        self, complaints: list[Complaint], chosen: list[str | None], pool: ThreadPoolExecutor
+    ) -> list[Draft | BaseException]:
+        """Drafts for the chunk; a case whose department a person chose is drafted for that department.
+        Retrieval and routing are batched for the chunk; LLM drafts run concurrently on the pool."""
         try:
-            return list(self.pipeline.triage_many(complaints, pool=pool))
+            return list(self.pipeline.triage_many(complaints, departments=chosen, pool=pool))
         except Exception:
             log.exception("drafting the chunk failed; drafting one by one to find the failing items")
 
-        def one(c: Any) -> Draft | BaseException:
+        def one(item: tuple[Complaint, str | None]) -> Draft | BaseException:
             try:
-                return self.pipeline.triage(c)
+                return self.pipeline.triage_many([item[0]], departments=[item[1]])[0]
             except Exception as exc:
                 return exc
 
-        return list(pool.map(one, complaints))
+        return list(pool.map(one, zip(complaints, chosen, strict=True)))
 
     def _process(self, pool: ThreadPoolExecutor, claimed: Sequence[tuple[int, str]]) -> None:
         case_ids = [c for _, c in claimed]
         with self.db.read() as s:
             rows = {r.id: r for r in s.scalars(select(CaseRow).where(CaseRow.id.in_(case_ids)))}
-        drafted = self._draft_all([queries.complaint_of(rows[c]) for c in case_ids], pool)
+        complaints = [queries.complaint_of(rows[c]) for c in case_ids]
+        chosen = [rows[c].department if rows[c].assigned_by else None for c in case_ids]
+        drafted = self._draft_all(complaints, chosen, pool)
         drafts = dict(zip(case_ids, drafted, strict=True))
-        actor = f"job:{self.job_id}"
+        actor = job_actor(self.job_id)
         with self.db.write() as s:
             job = get_job(s, self.job_id)
             owned = {
@@ -271,7 +277,7 @@ class Worker:
                     continue
                 item.old_department, item.old_problem = case.department, case.typical_problem_id
                 add_draft(s, case, result, actor=actor, action="retriage", keep_decision=True)
-                item.new_department = result.department
+                item.new_department = case.department  # the draft's, unless a person chose it (or decided)
                 item.new_problem = result.typical_problem.id if result.typical_problem else None
                 item.draft_no = case.draft_no
                 item.drafted_by = result.drafted_by
