@@ -593,3 +593,16 @@ def test_the_loop_through_the_api(api: ApiHarness) -> None:
     )
     assert all(wanted <= set(d) for d in figures["by_department"].values())
     assert figures["by_department"][case["department"]]["reopened"] >= 1
+
+
+def test_problem_edits_and_times_out_of_range_are_422(api: ApiHarness) -> None:
+    admin = _admin(api)
+    problem = api.client.get("/problems/TP-GA-001", headers=admin).json()
+    cleared = api.client.patch(
+        "/problems/TP-GA-001", json={"version": problem["version"], "title": None}, headers=admin
+    )
+    assert cleared.status_code == 422 and "cannot be null" in cleared.text
+    far = api.client.post("/cases", json={"text": PASSPORT, "created_at": "9999-12-31T23:59:59"}, headers=admin)
+    assert far.status_code == 422 and far.json()["errors"][0]["field"] == "body.created_at"
+    ancient = api.client.get("/supervision", params={"from": "0001-01-01T00:00:00"}, headers=admin)
+    assert ancient.status_code == 422

@@ -52,9 +52,17 @@ def _replied(api: ApiHarness, s: Setup) -> int:
     return int(api.client.post(f"/cases/{s.case['id']}/send-reply", json=body, headers=s.admin).json()["version"])
 
 
-def _pending_request(api: ApiHarness, s: Setup) -> int:
-    case = api.client.post(f"/cases/{s.case['id']}/extension", json={"reason": "情况复杂"}, headers=s.admin).json()
-    return int(case["handling"]["requests"][-1]["id"])
+def _pending_request(api: ApiHarness, s: Setup) -> tuple[int, int]:
+    """An extension request on the case: (its id, the case version after it)."""
+    body = {"version": s.case["version"], "reason": "情况复杂"}
+    case = api.client.post(f"/cases/{s.case['id']}/extension", json=body, headers=s.admin).json()
+    return int(case["handling"]["requests"][-1]["id"]), int(case["version"])
+
+
+def _decide(api: ApiHarness, s: Setup) -> Any:
+    request_id, version = _pending_request(api, s)
+    path = f"/cases/{s.case['id']}/requests/{request_id}/decide"
+    return api.client.post(path, json={"version": version, "grant": True}, headers=s.headers)
 
 
 def _problem(api: ApiHarness, s: Setup, *steps: str) -> dict[str, Any]:
@@ -146,17 +154,19 @@ ENDPOINTS: dict[str, Call] = {
         headers=s.headers,
     ),
     "POST supervise": lambda api, s: api.client.post(
-        f"/cases/{s.case['id']}/supervise", json={"note": "请加快办理", "due": "2099-01-01"}, headers=s.headers
+        f"/cases/{s.case['id']}/supervise",
+        json={"version": s.case["version"], "note": "请加快办理", "due": "2099-01-01"},
+        headers=s.headers,
     ),
     "POST extension": lambda api, s: api.client.post(
-        f"/cases/{s.case['id']}/extension", json={"reason": "需多部门会商"}, headers=s.headers
+        f"/cases/{s.case['id']}/extension",
+        json={"version": s.case["version"], "reason": "需多部门会商"},
+        headers=s.headers,
     ),
     "POST appeal": lambda api, s: api.client.post(
-        f"/cases/{s.case['id']}/appeal", json={"reason": "恶意差评"}, headers=s.headers
+        f"/cases/{s.case['id']}/appeal", json={"version": s.case["version"], "reason": "恶意差评"}, headers=s.headers
     ),
-    "POST decide": lambda api, s: api.client.post(
-        f"/cases/{s.case['id']}/requests/{_pending_request(api, s)}/decide", json={"grant": True}, headers=s.headers
-    ),
+    "POST decide": _decide,
     # typical problems and supervision
     "GET /problems": lambda api, s: api.client.get("/problems", headers=s.headers),
     "GET /problems/{id}": lambda api, s: api.client.get("/problems/TP-GA-001", headers=s.headers),
@@ -212,7 +222,7 @@ ADMIN_ONLY = (
 INGEST = ("POST /cases", "POST /cases/batch")
 DEPARTMENT_STEPS = ("POST contact", "POST return", "POST send-reply", "POST extension", "POST appeal")
 SUPERVISING = ("POST supervise", "POST decide")
-PROBLEM_READS = ("GET /problems", "GET /problems/{id}")
+PROBLEM_READS = ("GET /problems", "GET /problems/{id}")  # every person; not intake systems
 PROBLEM_SUPERVISING = (
     "POST /problems",
     "POST problem confirm",
@@ -230,8 +240,10 @@ def expected(subject: str, endpoint: str) -> int:
     ok = OK.get(endpoint, 200)
     role, _, scope = subject.partition("-")
     hidden = scope == "other"  # a case (or batch) outside the caller's scope does not exist for them
-    if endpoint in READS_ALL or endpoint == "GET /cases" or endpoint in PROBLEM_READS:
+    if endpoint in READS_ALL or endpoint == "GET /cases":
         return ok
+    if endpoint in PROBLEM_READS:
+        return 403 if role == "intake" else ok
     if endpoint in PROBLEM_SUPERVISING:
         return ok if role in ("supervisor", "admin") else 403
     if endpoint in PROBLEM_OWNING:

@@ -56,3 +56,21 @@ def test_a_failed_computation_is_retried_and_zero_means_never_cached() -> None:
     counter = iter(range(100))
     never: TtlCache[int] = TtlCache(0)
     assert [never.get("k", lambda: next(counter)) for _ in range(3)] == [0, 1, 2]
+
+
+def test_a_value_computed_across_a_clear_is_not_kept() -> None:
+    cache: TtlCache[str] = TtlCache(10)
+    reading, release = threading.Event(), threading.Event()
+
+    def before_the_change() -> str:
+        reading.set()
+        release.wait(5)
+        return "old"
+
+    with ThreadPoolExecutor(1) as pool:
+        stale = pool.submit(cache.get, "k", before_the_change)
+        assert reading.wait(5)
+        cache.clear()  # a write lands while the old value is being computed
+        release.set()
+        assert stale.result() == "old"  # its caller gets what it computed ...
+    assert cache.get("k", lambda: "new") == "new"  # ... but it is not served to the next

@@ -4,7 +4,7 @@ appeals, the reply going out, the follow-up that closes or reopens, and the figu
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 import pytest
 
@@ -73,16 +73,50 @@ def test_the_escalation_ladder_reminds_the_next_working_day_then_notices(loop: L
 
     # a supervisor's flag (督办): a note, a new deadline, the top of the department's queue
     worker = loop.user("caseworker", case.department or "")
+    assert detail.version == case.version  # the system's steps do not make a caseworker's read stale
     with pytest.raises(ForbiddenError):
-        supervision.supervise(case.id, Supervise(note="请加快", due=local("2025-10-20T18:00:00")), user=worker)
-    flagged = supervision.supervise(
-        case.id, Supervise(note="请两日内答复", due=datetime(2025, 10, 17, 18, 0)), user=loop.supervisor
-    )
+        supervision.supervise(
+            case.id, Supervise(version=case.version, note="请加快", due=date(2025, 10, 20)), user=worker
+        )
+    body = Supervise(version=case.version, note="请两日内答复", due=date(2025, 10, 17))  # a day: its end
+    flagged = supervision.supervise(case.id, body, user=loop.supervisor)
     assert flagged.supervised and flagged.handling.supervision_note == "请两日内答复"
-    assert flagged.due_at == local("2025-10-17T18:00:00") and not flagged.overdue
+    assert flagged.due_at == local("2025-10-17T23:59:59") and not flagged.overdue
     assert flagged.handling.reminded_at is None  # a new deadline starts a new ladder
+    with pytest.raises(StaleVersionError):
+        supervision.supervise(case.id, body, user=loop.supervisor)
     queue = loop.services.cases.queue(CaseQuery(department=[case.department or ""], page_size=5), user=worker)
     assert queue.items[0].id == case.id and queue.items[0].supervised
+    assert queue.total == loop.services.cases.queue(CaseQuery(department=[case.department or ""]), user=worker).total
+    second = loop.services.cases.queue(CaseQuery(department=[case.department or ""], page_size=5, page=2), user=worker)
+    assert case.id not in {c.id for c in second.items}  # once, on the first page
+    # its reply goes out: no longer pinned above the cases still being handled
+    approved = loop.services.decisions.approve(case.id, user=worker, version=flagged.version)
+    loop.services.steps.send_reply(case.id, user=worker, version=approved.version, channel="短信")
+    loop.clock.at("2025-10-16T10:00:00")
+    newer = loop.ingest(channel="12345", request_type="咨询")
+    assert newer.department == case.department
+    queue = loop.services.cases.queue(CaseQuery(department=[case.department or ""], page_size=5), user=worker)
+    assert queue.items[0].id == newer.id  # the newest first again: the answered case is not pinned
+
+
+def test_a_supervisors_deadline_replaces_a_pending_first_contact(loop: Loop) -> None:
+    loop.clock.at("2025-11-03T09:00:00")
+    case = loop.ingest(channel="好差评", rating=1, created_at="2025-11-03T09:00:00")  # contact by the 4th
+    loop.clock.at("2025-11-06T09:00:00")
+    assert loop.services.cases.get(case.id, user=loop.admin).overdue  # the contact was missed
+    body = Supervise(version=case.version, note="今天内联系并答复", due=date(2025, 11, 7))
+    flagged = loop.services.supervision.supervise(case.id, body, user=loop.supervisor)
+    assert flagged.due_at == local("2025-11-07T23:59:59") and not flagged.overdue
+    assert flagged.handling.contact_due_at is None
+
+
+def test_a_case_already_overdue_when_received_is_not_escalated(loop: Loop) -> None:
+    loop.clock.at("2025-12-15T10:00:00")  # imported history: its deadlines passed before it arrived
+    old = loop.ingest(channel="12345", created_at="2025-09-01T10:00:00")
+    assert old.overdue
+    done = loop.services.supervision.sweep()
+    assert old.id not in done.reminded and old.id not in done.notified
 
 
 def test_extension_requests_are_granted_or_refused_by_a_supervisor(loop: Loop) -> None:
@@ -90,31 +124,45 @@ def test_extension_requests_are_granted_or_refused_by_a_supervisor(loop: Loop) -
     case = loop.ingest(channel="好差评", rating=2, created_at="2025-09-30T10:00:00")
     worker = loop.user("caseworker", case.department or "")
     supervision = loop.services.supervision
+    v = case.version
     with pytest.raises(ForbiddenError):  # requests come from the department holding the case
-        supervision.request_extension(case.id, ExtensionRequest(reason="需会商"), user=loop.supervisor)
-    asked = supervision.request_extension(case.id, ExtensionRequest(reason="涉及三个部门，需会商"), user=worker)
+        supervision.request_extension(case.id, ExtensionRequest(version=v, reason="需会商"), user=loop.supervisor)
+    asked = supervision.request_extension(case.id, ExtensionRequest(version=v, reason="需三部门会商"), user=worker)
     [request] = asked.handling.requests
     assert request.status == "pending" and request.requested_until == local("2025-10-28T23:59:59")  # complex: 15
     with pytest.raises(InputError, match="already waiting"):
-        supervision.request_extension(case.id, ExtensionRequest(reason="again"), user=worker)
+        supervision.request_extension(case.id, ExtensionRequest(version=asked.version, reason="again"), user=worker)
+    grant = RequestDecision(version=asked.version, grant=True, note="同意")
     with pytest.raises(ForbiddenError):
-        supervision.decide(case.id, request.id, RequestDecision(grant=True), user=worker)
-    granted = supervision.decide(case.id, request.id, RequestDecision(grant=True, note="同意"), user=loop.supervisor)
+        supervision.decide(case.id, request.id, grant, user=worker)
+    with pytest.raises(StaleVersionError):
+        supervision.decide(case.id, request.id, grant.model_copy(update={"version": v}), user=loop.supervisor)
+    granted = supervision.decide(case.id, request.id, grant, user=loop.supervisor)
     assert granted.handling.reply_due_at == local("2025-10-28T23:59:59")
     assert granted.handling.requests[0].status == "granted"
     with pytest.raises(InvalidTransitionError):
-        supervision.decide(case.id, request.id, RequestDecision(grant=False), user=loop.supervisor)
-    trail = [e.action for e in loop.services.cases.audit(case.id, user=loop.admin)]
-    assert trail[-2:] == ["request_extension", "decide_grant"]
+        supervision.decide(case.id, request.id, grant.model_copy(update={"version": granted.version}), user=loop.admin)
+    events = loop.services.cases.audit(case.id, user=loop.admin)
+    assert [e.action for e in events][-2:] == ["request_extension", "decide_grant"]
+    assert events[-1].changes["reply_due_at"][1].startswith("2025-10-28T15:59:59")  # the new deadline, audited
 
     refused = loop.ingest(channel="好差评", rating=1, created_at="2025-09-30T10:00:00")
-    until = datetime(2025, 10, 20, 18, 0)
-    again = supervision.request_extension(refused.id, ExtensionRequest(reason="忙", until=until), user=worker)
-    after = supervision.decide(refused.id, again.handling.requests[0].id, RequestDecision(grant=False), user=loop.admin)
+    later = ExtensionRequest(version=refused.version, reason="忙", until=datetime(2025, 10, 20, 18, 0))
+    again = supervision.request_extension(refused.id, later, user=worker)
+    no = RequestDecision(version=again.version, grant=False)
+    after = supervision.decide(refused.id, again.handling.requests[0].id, no, user=loop.admin)
     assert after.handling.reply_due_at == refused.handling.reply_due_at  # unchanged
-    loop.clock.at("2025-10-15T09:00:00")  # past the reply deadline: too late to ask
-    with pytest.raises(InputError, match="before the deadline"):
-        supervision.request_extension(refused.id, ExtensionRequest(reason="晚了"), user=worker)
+    # a supervisor moved the deadline past what was asked: granting would move it back, so it is refused
+    third = supervision.request_extension(refused.id, later.model_copy(update={"version": after.version}), user=worker)
+    moved = supervision.supervise(
+        refused.id, Supervise(version=third.version, note="加急", due=date(2025, 10, 24)), user=loop.supervisor
+    )
+    with pytest.raises(InputError, match="already later"):
+        yes = RequestDecision(version=moved.version, grant=True)
+        supervision.decide(refused.id, third.handling.requests[-1].id, yes, user=loop.supervisor)
+    loop.clock.at("2025-10-25T09:00:00")  # past the reply deadline: too late to ask
+    with pytest.raises(InputError, match="before the reply deadline"):
+        supervision.request_extension(refused.id, ExtensionRequest(version=moved.version, reason="晚了"), user=worker)
 
 
 def test_returns_bounces_and_who_may_move_a_case(loop: Loop) -> None:
@@ -129,11 +177,21 @@ def test_returns_bounces_and_who_may_move_a_case(loop: Loop) -> None:
     returned = steps.return_case(hotline.id, user=worker, version=hotline.version, reason=reason)
     assert returned.status == "returned" and returned.handling.returns == 1 and returned.bounces == 0
     assert returned.allowed_actions == []  # a caseworker may do nothing more: a supervisor reassigns it
+    assert returned.due_at is None  # waiting for a supervisor: nothing is due from the department
+    refused = decisions.reassign(
+        hotline.id, user=loop.supervisor, version=returned.version, department=holder, reason="属本部门职责"
+    )  # the supervisor refuses the return: back to the same department, its deadline as it was
+    assert refused.status == "reassigned" and refused.department == holder and refused.bounces == 0
+    assert refused.due_at == hotline.due_at
+    returned = steps.return_case(hotline.id, user=worker, version=refused.version, reason=reason)
+    loop.clock.at("2025-11-20T10:00:00")
     other = "市民政局" if holder != "市民政局" else "市医保局"
     moved = decisions.reassign(
         hotline.id, user=loop.supervisor, version=returned.version, department=other, reason=None
     )
     assert moved.status == "reassigned" and moved.department == other and moved.bounces == 1
+    # the new department has its rule's time from the reassignment: 1 working day to contact the citizen
+    assert moved.due_at == local("2025-11-21T23:59:59") and moved.handling.returns == 2
 
     review = loop.ingest(channel="好差评", rating=1)  # a 好差评 case: no returns, no reassignment by departments
     owner = loop.user("caseworker", review.department or "")
@@ -174,6 +232,9 @@ def test_the_reply_goes_out_and_the_follow_up_closes_or_reopens(loop: Loop) -> N
     closed = steps.follow_up(
         case.id, user=worker, version=sent_again.version, satisfaction=Satisfaction.BASICALLY, note=None
     )
+    with pytest.raises(InputError, match="before the complaint"):
+        late = loop.ingest(channel="12345", created_at="2025-11-05T09:00:00")
+        steps.contact(late.id, user=worker, version=late.version, at=local("2025-11-04T09:00:00"))
     assert closed.status == "closed" and closed.handling.satisfaction == "基本满意" and closed.due_at is None
     decisions = [d.action for d in closed.decisions]
     assert decisions == ["approve", "send_reply", "follow_up", "approve", "send_reply", "follow_up"]
@@ -193,9 +254,10 @@ def test_supervision_figures_by_department(loop: Loop) -> None:
     a = loop.services.decisions.approve(a.id, user=worker, version=a.version)
     a = steps.send_reply(a.id, user=worker, version=a.version, channel="短信")
     steps.follow_up(a.id, user=worker, version=a.version, satisfaction=Satisfaction.SATISFIED)
-    supervision.appeal(c.id, AppealRequest(reason="同一人重复恶意差评"), user=worker)
-    pending = loop.services.cases.get(c.id, user=loop.admin).handling.requests[0]
-    supervision.decide(c.id, pending.id, RequestDecision(grant=True), user=loop.supervisor)
+    appealed = supervision.appeal(c.id, AppealRequest(version=c.version, reason="同一人重复恶意差评"), user=worker)
+    pending = appealed.handling.requests[0]
+    upheld = RequestDecision(version=appealed.version, grant=True)
+    supervision.decide(c.id, pending.id, upheld, user=loop.supervisor)
     loop.clock.at("2025-12-20T10:00:00")  # past every reply deadline (8 December)
     b = loop.services.decisions.approve(b.id, user=worker, version=b.version)
     steps.send_reply(b.id, user=worker, version=b.version, channel="电话")
@@ -206,6 +268,17 @@ def test_supervision_figures_by_department(loop: Loop) -> None:
     assert figures.replied_on_time == 1 and figures.on_time_rate == 0.5
     assert figures.response_rate == round(2 / n, 4)
     assert figures.followed_up == 1 and figures.satisfaction_rate == 1.0
+    # a 不满意 stays counted after the case is satisfied at a second follow-up
+    loop.clock.at("2025-12-21T10:00:00")
+    b_now = loop.services.cases.get(b.id, user=loop.admin)
+    follow = steps.follow_up
+    b_now = follow(b.id, user=worker, version=b_now.version, satisfaction=Satisfaction.DISSATISFIED, note="没解决")
+    b_now = loop.services.decisions.approve(b.id, user=worker, version=b_now.version)
+    b_now = steps.send_reply(b.id, user=worker, version=b_now.version, channel="电话")
+    follow(b.id, user=worker, version=b_now.version, satisfaction=Satisfaction.SATISFIED)
+    later = supervision.figures(user=loop.supervisor, **period).by_department[department]
+    assert (later.followed_up, later.satisfied, later.reopened) == (3, 2, 1)
+    assert later.satisfaction_rate == round(2 / 3, 4)
     assert figures.overdue_cases == n - 2  # the unanswered ones (the appealed one too: still unanswered)
     assert figures.bad_reviews == n - 1 and figures.appeals_upheld == 1
     mine = supervision.figures(user=worker, **period)

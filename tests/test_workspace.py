@@ -18,6 +18,7 @@ from triage.drafting import DraftContext, DraftResult
 from triage.errors import NotBuiltError, VectorStoreError
 from triage.models import PastCase
 from triage.pipeline import TriagePipeline
+from triage.services import deadlines_from
 from triage.settings import Settings
 from triage.snapshot import settle_heap
 from triage.workspace import Workspace
@@ -138,7 +139,7 @@ def test_a_rebuild_and_a_department_check_never_wait_for_drafting_in_flight(work
     with Workspace.open(settings) as ws:
         held = _HeldDrafter(TriagePipeline(ws))
         pipeline = TriagePipeline(ws, llm=held)
-        decisions = Decisions(ws.db, pipeline, ws, actions=CaseActions(ws.db))
+        decisions = Decisions(ws.db, pipeline, ws, actions=CaseActions(ws.db), deadlines=deadlines_from(settings))
         before = ws.models
         drafts: list[object] = []
         drafting = threading.Thread(target=lambda: drafts.append(pipeline.triage(complaint("公积金提取被退回"))))

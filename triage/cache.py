@@ -27,6 +27,7 @@ class TtlCache(Generic[V]):
         self._clock = clock
         self._items: dict[Hashable, tuple[float, V]] = {}
         self._computing: dict[Hashable, threading.Event] = {}
+        self._generation = 0  # bumped by clear(): a value computed before it is not stored after it
         self._lock = threading.Lock()
 
     def get(self, key: Hashable, compute: Callable[[], V]) -> V:
@@ -41,6 +42,7 @@ class TtlCache(Generic[V]):
                 running = self._computing.get(key)
                 if running is None:
                     done = self._computing[key] = threading.Event()
+                    generation = self._generation
                     break
                 if entry is not None:
                     return entry[1]  # expired, and another caller is computing the new one
@@ -48,9 +50,10 @@ class TtlCache(Generic[V]):
         try:
             value = compute()
             with self._lock:
-                if len(self._items) >= self.max_items:
-                    self._items.clear()
-                self._items[key] = (self._clock() + self.ttl_s, value)
+                if generation == self._generation:  # not cleared meanwhile: what it read is still current
+                    if len(self._items) >= self.max_items:
+                        self._items.clear()
+                    self._items[key] = (self._clock() + self.ttl_s, value)
             return value
         finally:
             with self._lock:
@@ -58,5 +61,7 @@ class TtlCache(Generic[V]):
             done.set()
 
     def clear(self) -> None:
+        """Forget every value, and any being computed now (it may have read what changed)."""
         with self._lock:
             self._items.clear()
+            self._generation += 1

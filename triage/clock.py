@@ -8,10 +8,13 @@ days, ISO weeks and working days are also counted.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, date, datetime, time, tzinfo
 from typing import overload
 
+from triage.errors import InputError
+
 Clock = Callable[[], datetime]
+Moment = datetime | date  # a deadline given as a day means the end of that day
 
 
 def system_clock() -> datetime:
@@ -28,4 +31,14 @@ def in_utc(value: datetime | None, tz: tzinfo) -> datetime | None:
         return None
     if value.tzinfo is None:
         value = value.replace(tzinfo=tz)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise InputError(f"{value.isoformat()} is out of range") from None
+
+
+def deadline_utc(value: Moment, tz: tzinfo) -> datetime:
+    """A deadline in UTC: a day means its end (23:59:59) in `tz`; a time without an offset is in `tz`."""
+    if not isinstance(value, datetime):
+        value = datetime.combine(value, time(23, 59, 59))
+    return in_utc(value, tz)

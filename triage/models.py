@@ -127,6 +127,13 @@ class Complaint(BaseModel):
     likes: int | None = Field(None, ge=0)  # 点赞 on channels that show them
     dislikes: int | None = Field(None, ge=0)  # 反对
 
+    @field_validator("created_at")
+    @classmethod
+    def _plausible_time(cls, value: datetime | None) -> datetime | None:
+        if value is not None and not 1970 <= value.year <= 2100:
+            raise ValueError(f"year {value.year} is not a plausible complaint time (1970-2100)")
+        return value
+
     @field_validator("text")
     @classmethod
     def _text_present_and_bounded(cls, value: str) -> str:

@@ -103,7 +103,7 @@ def build_services(
             cases=CaseService(db, ws, clock=clock, tz=settings.tz),
             intake=Intake(db, drafts, deadlines=deadlines, clock=clock),
             drafts=drafts,
-            decisions=Decisions(db, pipeline, ws, actions=actions, no_return_channels=no_returns),
+            decisions=Decisions(db, pipeline, ws, actions=actions, deadlines=deadlines, no_return_channels=no_returns),
             steps=Steps(actions, deadlines, no_return_channels=no_returns),
             problems=ProblemService(db, ws, clock=clock, tz=settings.tz, cache_s=settings.figures_cache_s),
             supervision=SupervisionService(

@@ -372,7 +372,7 @@ class Workspace:
     def add_past_cases(self, cases: Iterable[PastCase]) -> list[PastCase]:
         """Store resolved cases and index them for retrieval at once; returns those that were new.
 
-        Routing learns them at the next build (`reindex`, `retrain_router`, or a history import).
+        Routing learns them at the next build (`reindex` or a history import).
         """
         fresh = self.store.add_cases(cases)
         if fresh:

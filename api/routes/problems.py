@@ -39,7 +39,7 @@ def list_problems(
     overdue: Annotated[bool | None, Query(description="Past the rectification deadline.")] = None,
 ) -> Response:
     """Typical problems with their state, deadline and case counts, most cases first (archived ones on request)."""
-    items = problems.summaries(status=status, department=department, overdue=overdue)
+    items = problems.summaries(user=user, status=status, department=department, overdue=overdue)
     return json_response(ProblemList(items))
 
 

@@ -22,8 +22,10 @@ from triage.cases.actions import CaseActions, Outcome
 from triage.cases.models import CaseDetail, Edits
 from triage.cases.records import attach_draft, follow_draft
 from triage.cases.rows import CaseRow, DraftRow, utcnow
-from triage.cases.states import Action, Role
+from triage.cases.schedule import restart
+from triage.cases.states import Action, CaseStatus, Role
 from triage.database import Database
+from triage.deadlines.rules import Deadlines
 from triage.errors import ForbiddenError, InputError, TriageError
 from triage.groupcall import GroupCall
 from triage.knowledge import KnowledgeBase
@@ -46,12 +48,14 @@ class Decisions:
         workspace: Workspace,
         *,
         actions: CaseActions,
+        deadlines: Deadlines,
         no_return_channels: Collection[str] = (),
     ) -> None:
         self.db = db
         self.pipeline = pipeline
         self.workspace = workspace
         self.actions = actions
+        self.deadlines = deadlines
         self.no_return_channels = frozenset(no_return_channels)
         # An approval makes the case retrievable at once. Chroma's upsert has a high fixed cost (embedded
         # Chroma persists its log on every write), so concurrent approvals share one upsert call.
@@ -125,14 +129,15 @@ class Decisions:
         return self.actions.act(case_id, user=user, version=version, action=Action.REJECT, apply=apply)
 
     def reassign(self, case_id: str, *, user: User, version: int, department: str, reason: str | None) -> CaseDetail:
-        """Move the case to another department's queue, with a draft written for that department."""
+        """Move the case to another department's queue, with a draft written for that department and the
+        deadlines of its rule counted from now. A returned case may go back to the department that
+        returned it (the supervisor refuses the return)."""
         target = self.check_department(department)
         with self.db.read() as s:
             row = queries.visible_row(s, case_id, user)
             self.actions.check(row, user, Action.REASSIGN, version)
             self._may_move(row, user)
-            if target == row.department:
-                raise InputError(f"the case is already with {target}", field="department")
+            _moves(row, target)
             complaint = queries.complaint_of(row)
         failure = ""
         try:
@@ -142,10 +147,10 @@ class Decisions:
             draft, failure = None, f"re-drafting for {target} failed: {type(exc).__name__}: {exc}"
 
         def apply(s: Session, row: CaseRow) -> tuple[Outcome, dict[str, list[object]]]:
-            if target == row.department:
-                raise InputError(f"the case is already with {target}", field="department")
-            if row.department is not None:
+            _moves(row, target)
+            if row.department is not None and row.department != target:
                 row.bounces += 1
+                restart(row, self.deadlines, self.actions.clock())
             row.department = target
             row.assigned_by = user.name
             if draft is not None:
@@ -192,6 +197,11 @@ class Decisions:
         return self.actions.act(
             case_id, user=user, version=version, action=Action.RETRIAGE, apply=apply, draft_before=True
         )
+
+
+def _moves(row: CaseRow, target: str) -> None:
+    if target == row.department and CaseStatus(row.status) is not CaseStatus.RETURNED:
+        raise InputError(f"the case is already with {target}", field="department")
 
 
 def _check_final(kb: KnowledgeBase, final: Outcome, user: User) -> None:

@@ -19,7 +19,7 @@ from triage.cases import queries
 from triage.cases.drafting import FirstDrafts
 from triage.cases.models import CaseDetail, IngestReceipt
 from triage.cases.records import audit
-from triage.cases.rows import BatchRow, CaseRow, utcnow
+from triage.cases.rows import BatchRow, CaseRow
 from triage.cases.schedule import schedule
 from triage.cases.states import CaseStatus
 from triage.clock import Clock, in_utc, system_clock
@@ -144,7 +144,7 @@ class Intake:
     ) -> list[CaseRow]:
         """New cases (status new) with their deadlines, each with its ingest event, in the caller's
         transaction; one flush. A complaint time without an offset is read in the deployment's zone."""
-        now = utcnow()
+        now = self.clock()
         tz = self.deadlines.tz
         rows = [
             CaseRow(
@@ -166,6 +166,8 @@ class Intake:
                 dislikes=c.dislikes,
                 returns=0,
                 bounces=0,
+                follow_ups=0,
+                dissatisfactions=0,
                 appeal_upheld=False,
                 status=CaseStatus.NEW.value,
                 draft_no=0,

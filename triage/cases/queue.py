@@ -1,7 +1,7 @@
 """The queue: one page of the cases a caller may see, filtered and sorted, with the total.
 
-Supervised cases (督办) come first in every sort: a supervisor's flag puts a case at the top of its
-department's queue until the flag is lifted.
+Supervised cases (督办) still being handled come first in every sort: a supervisor's flag puts a case at
+the top of its department's queue until its reply goes out (or it is closed or rejected).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import functools
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, func, or_, select
+from sqlalchemy import Connection, Select, and_, bindparam, func, not_, or_, select
 
 from triage.access import policy
 from triage.access.models import User
@@ -18,6 +18,7 @@ from triage.cases import filters
 from triage.cases.models import CasePage, CaseQuery
 from triage.cases.queries import EXCERPT_CHARS
 from triage.cases.rows import CaseRow
+from triage.cases.states import OPEN, CaseStatus
 
 _SORTS: dict[str, Any] = {
     "received_at": CaseRow.received_at.asc(),
@@ -87,48 +88,67 @@ def _condition(name: str) -> Any:
     return _CONDITIONS[name]() if name in _CONDITIONS else filters.CONDITIONS[name]()
 
 
+# A supervised case (督办) still being handled comes first, whatever the sort.
+_PINNED_STATUSES = [st.value for st in OPEN if st is not CaseStatus.REPLY_SENT]
+_PINNED = and_(CaseRow.supervised_at.is_not(None), CaseRow.status.in_(_PINNED_STATUSES))
+PINNED_MAX = 500  # pinned cases listed at once (a supervisor flags a few, not hundreds)
+
+
 @functools.lru_cache(maxsize=512)
-def _statements(shape: tuple[str, ...], sort: str) -> tuple[Select[Any], Select[Any]]:
-    """The page (with the count) and the bare count for one shape of query, built once.
+def _statements(shape: tuple[str, ...], sort: str) -> tuple[Select[Any], Select[Any], Select[Any]]:
+    """The pinned cases, the page of the others (with their count) and their bare count, for one shape
+    of query, built once.
 
     Building a statement with its IN lists and computing its cache key was a fifth of a queue
     request; a statement reused with new bound values costs neither. Offset and limit are bound too.
+    The pinned cases are a query of their own: ordering every page by "pinned first" would keep the
+    database from walking the (department, status, ...) indexes the page is read from.
     """
     conditions = [_condition(name) for name in shape]
-    count = select(func.count()).select_from(CaseRow).where(*conditions)
+    order = (_SORTS[sort], CaseRow.id)
+    pinned = select(*_QUEUE_COLUMNS).where(*conditions, _PINNED).order_by(*order).limit(PINNED_MAX)
+    rest = [*conditions, not_(_PINNED)]
+    count = select(func.count()).select_from(CaseRow).where(*rest)
     page = (
         select(*_QUEUE_COLUMNS, count.scalar_subquery().label("total"))
-        .where(*conditions)
-        .order_by(CaseRow.supervised_at.is_(None), _SORTS[sort], CaseRow.id)
+        .where(*rest)
+        .order_by(*order)
         .offset(bindparam("offset"))
         .limit(bindparam("limit"))
     )
-    return page, count
+    return pinned, page, count
 
 
 def list_cases(conn: Connection, q: CaseQuery, user: User, *, now: datetime) -> CasePage:
-    """One page of the queue and the number of matching cases, in one round trip.
+    """One page of the queue and the number of matching cases: pinned cases first, then the rest.
 
-    The count is an uncorrelated scalar subquery (PostgreSQL runs it once, as an InitPlan, over the
-    same index as the page); only a page past the end needs a second query for it. Columns rather
-    than ORM objects, validated in one pydantic call: a page of 50 costs a fraction of hydrating and
-    converting 50 entities one by one.
+    The rest's count is an uncorrelated scalar subquery of its page (PostgreSQL runs it once, as an
+    InitPlan, over the same index as the page); only a page past the end needs a query for it alone.
+    Columns rather than ORM objects, validated in one pydantic call: a page of 50 costs a fraction of
+    hydrating and converting 50 entities one by one.
     """
     params = _params(q, user, now)
     # a value-less condition (supervised_only) is part of the shape but binds nothing
     bound = {k: v for k, v in params.items() if not isinstance(v, bool)}
-    page, count = _statements(tuple(params), q.sort)
-    rows = conn.execute(page, {**bound, "offset": (q.page - 1) * q.page_size, "limit": q.page_size}).all()
-    total = int(rows[0][-1]) if rows else int(conn.execute(count, bound).scalar_one())
-    items = []
-    for row in rows:
-        item = dict(zip(_QUEUE_FIELDS, row, strict=False))
-        if len(item["excerpt"]) > EXCERPT_CHARS:
-            item["excerpt"] = item["excerpt"][:EXCERPT_CHARS] + "……"
-        for key in _TIMES:
-            value = item[key]
-            item[key] = value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
-        item["overdue"] = item["due_at"] is not None and item["due_at"] < now
-        item["supervised"] = item.pop("supervised_at") is not None
-        items.append(item)
+    pinned_query, page, count = _statements(tuple(params), q.sort)
+    pinned = conn.execute(pinned_query, bound).all()
+    start = (q.page - 1) * q.page_size
+    shown = list(pinned[start : start + q.page_size])
+    offset = max(0, start - len(pinned))
+    rows = conn.execute(page, {**bound, "offset": offset, "limit": q.page_size - len(shown)}).all()
+    rest = int(rows[0][-1]) if rows else int(conn.execute(count, bound).scalar_one())
+    items = [_item(row, now) for row in [*shown, *(r[:-1] for r in rows)]]
+    total = len(pinned) + rest
     return CasePage.model_validate({"items": items, "total": total, "page": q.page, "page_size": q.page_size})
+
+
+def _item(row: Any, now: datetime) -> dict[str, Any]:
+    item = dict(zip(_QUEUE_FIELDS, row, strict=True))
+    if len(item["excerpt"]) > EXCERPT_CHARS:
+        item["excerpt"] = item["excerpt"][:EXCERPT_CHARS] + "……"
+    for key in _TIMES:
+        value = item[key]
+        item[key] = value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+    item["overdue"] = item["due_at"] is not None and item["due_at"] < now
+    item["supervised"] = item.pop("supervised_at") is not None
+    return item

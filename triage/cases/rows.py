@@ -80,6 +80,8 @@ class CaseRow(Base):
     followed_up_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     satisfaction: Mapped[str | None] = mapped_column(String(10))
     follow_up_note: Mapped[str | None] = mapped_column(Text)
+    follow_ups: Mapped[int] = mapped_column(Integer, default=0)  # every follow-up, not only the last
+    dissatisfactions: Mapped[int] = mapped_column(Integer, default=0)  # follow-ups that were 不满意
     returns: Mapped[int] = mapped_column(Integer, default=0)  # times a department handed it back
     bounces: Mapped[int] = mapped_column(Integer, default=0)  # times it moved from one department to another
     # supervision and escalation

@@ -40,8 +40,21 @@ def schedule(row: CaseRow, deadlines: Deadlines) -> None:
     refresh(row)
 
 
+def restart(row: CaseRow, deadlines: Deadlines, now: datetime) -> None:
+    """The case's rule again, counted from `now` (a department given the case by a reassignment has the
+    rule's time, not what the previous one left); a contact already made stays made."""
+    due = deadlines.due(facts(row), now)
+    row.contact_due_at = due.contact if row.contacted_at is None else row.contact_due_at
+    row.reply_due_at = due.reply
+    refresh(row)
+
+
+# Nothing is due from a case that waits for the citizen's verdict or for a supervisor to place it.
+_WAITING = frozenset({CaseStatus.REPLY_SENT, CaseStatus.RETURNED})
+
+
 def next_due(row: CaseRow) -> datetime | None:
-    if CaseStatus(row.status) not in OPEN or CaseStatus(row.status) is CaseStatus.REPLY_SENT:
+    if CaseStatus(row.status) not in OPEN or CaseStatus(row.status) in _WAITING:
         return None
     if row.reply_sent_at is not None:
         return None
@@ -58,10 +71,6 @@ def refresh(row: CaseRow) -> None:
     if row.due_at is not None and (before is None or _aware(row.due_at) > _aware(before)):
         row.reminded_at = None
         row.notified_at = None
-
-
-def overdue(due_at: datetime | None, now: datetime) -> bool:
-    return due_at is not None and _aware(due_at) < now
 
 
 def _aware(value: datetime) -> datetime:

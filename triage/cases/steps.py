@@ -9,7 +9,7 @@ with the reason and a new reply deadline, and counts against its typical problem
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
 from enum import StrEnum
 
 from sqlalchemy.orm import Session
@@ -18,7 +18,7 @@ from triage.access.models import User
 from triage.cases.actions import CaseActions, Outcome
 from triage.cases.models import CaseDetail
 from triage.cases.rows import CaseRow
-from triage.cases.schedule import facts
+from triage.cases.schedule import facts, start
 from triage.cases.states import Action, CaseStatus, Role
 from triage.clock import in_utc
 from triage.deadlines.rules import Deadlines
@@ -59,6 +59,7 @@ class Steps:
         when = self._when(at, "at")
 
         def apply(s: Session, row: CaseRow) -> tuple[Outcome, dict[str, list[object]]]:
+            _after_complaint(row, when)
             if row.contacted_at is not None:
                 raise InputError("the first contact is already recorded", field="at")
             row.contacted_at = when
@@ -90,6 +91,7 @@ class Steps:
         when = self._when(at, "at")
 
         def apply(s: Session, row: CaseRow) -> tuple[Outcome, dict[str, list[object]]]:
+            _after_complaint(row, when)
             row.reply_sent_at, row.reply_sent_by, row.reply_channel = when, user.name, channel.strip()[:50]
             row.contacted_at = row.contacted_at or when  # the reply reached the citizen: contact is made
             return Outcome(), {"reply_sent_at": [None, when.isoformat()], "reply_channel": [None, row.reply_channel]}
@@ -112,10 +114,13 @@ class Steps:
             raise InputError("say what the citizen is still dissatisfied with", field="note")
 
         def apply(s: Session, row: CaseRow) -> tuple[Outcome, dict[str, list[object]]]:
+            _after_complaint(row, when)
             row.followed_up_at, row.satisfaction, row.follow_up_note = when, satisfaction.value, note
+            row.follow_ups += 1
             if satisfaction in SATISFIED:
                 return Outcome(reason=note), {}
             # reopened: handled again by its department, with a new reply deadline counted from now
+            row.dissatisfactions += 1
             row.reply_sent_at = None
             row.reply_due_at = self.deadlines.after(self.deadlines.reply_span(facts(row)), when)
             return Outcome(reason=note, status=CaseStatus.REOPENED), {"reason": [None, note]}
@@ -123,5 +128,7 @@ class Steps:
         return self.actions.act(case_id, user=user, version=version, action=Action.FOLLOW_UP, apply=apply)
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+def _after_complaint(row: CaseRow, when: datetime) -> None:
+    """A step's time lies between the complaint and now (the rates measure it against the deadlines)."""
+    if when < start(row):
+        raise InputError("is before the complaint was made", field="at")

@@ -76,10 +76,6 @@ class WorkCalendar:
             year,
         )
 
-    def unknown_years(self, *days: date) -> list[int]:
-        """The years among `days` that the calendar does not know (for a warning shown to users)."""
-        return sorted({d.year for d in days if not self.known(d)})
-
     def add_working_days(self, start: date, n: int) -> date:
         """The n-th working day after `start` (n = 0: `start` if it is a working day, else the next one)."""
         day = start

@@ -151,10 +151,6 @@ class Deadlines:
     def after(self, span: Span, start: datetime) -> datetime:
         return span.due(start, calendar=self.calendar, tz=self.tz)
 
-    def working_days_after(self, start: datetime, n: int) -> datetime:
-        """The end of the n-th working day after `start`'s day, local time."""
-        return end_of_day(self.calendar.add_working_days(start.astimezone(self.tz).date(), n), self.tz).astimezone(UTC)
-
     def working_days_late(self, due: datetime, now: datetime) -> int:
         """Working days from `due`'s day to `now`'s day (0 when not late or late the same day)."""
         return self.calendar.working_days_between(due.astimezone(self.tz).date(), now.astimezone(self.tz).date())

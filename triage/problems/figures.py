@@ -5,11 +5,13 @@ A problem's cases are those whose current typical problem it is (the draft's mat
 person chose), except cases rejected as not actionable. The effect compares the monthly number of
 complaints before the rectification was reported with the months after it:
 
-- before: up to 6 whole months before the month of `rectified_at` (from the month of its first case);
+- before: up to 6 whole months before the month of `rectified_at`, from the day of its first case when
+  that is later (a partial first month counts as the part of a month it is);
 - after: up to 6 whole months after that month, only those already over;
 - the change is judged with an exact test: given the cases of both windows, how likely is a split at
   least this uneven between them if the monthly rate had stayed the same (binomial, the windows'
-  lengths as weights). Below 10 cases in all there is too little to tell.
+  lengths as weights). Below 10 cases in all there is too little to tell, and under half a month of
+  complaints before it nothing to compare with.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from triage.problems.models import Count, Effect
 
 WINDOW_MONTHS = 6
 MIN_CASES = 10
+MIN_MONTHS_BEFORE = 0.5  # of complaints before the rectification, to have a rate to compare with
+MONTH_DAYS = 30.4375
 SIGNIFICANCE = 0.05
 OPEN_VALUES = [s.value for s in OPEN]
 
@@ -84,13 +88,15 @@ def effect(days: dict[str, int], rectified_at: datetime | None, *, now: datetime
     r_month = (done.year, done.month)
     today = local_date(now, tz)
     months_after = min(WINDOW_MONTHS, max(0, months_between(r_month, (today.year, today.month)) - 1))
-    first = min((d for d in days), default=None)
-    first_month = (int(first[:4]), int(first[5:7])) if first else r_month
-    months_before = min(WINDOW_MONTHS, max(0, months_between(first_month, r_month)))
-    before_start = month_start(*add_months(*r_month, -months_before), tz)
+    r_start = month_start(*r_month, tz)
     after_start = month_start(*add_months(*r_month, 1), tz)
     after_end = month_start(*add_months(*r_month, 1 + months_after), tz)
-    r_start = month_start(*r_month, tz)
+    # Before: up to WINDOW_MONTHS whole months, from the day of the first case if that is later (a
+    # first case in mid-month counts the part of the month after it, not the whole month).
+    window_start = month_start(*add_months(*r_month, -WINDOW_MONTHS), tz)
+    first = min((_day_start(d, tz) for d in days), default=None)
+    before_start = max(window_start, first) if first is not None else r_start
+    months_before = round(max(0.0, (r_start - before_start).days / MONTH_DAYS), 2)
     cases_before = sum(n for d, n in days.items() if before_start <= _day_start(d, tz) < r_start)
     cases_after = sum(n for d, n in days.items() if after_start <= _day_start(d, tz) < after_end)
     base: dict[str, Any] = {
@@ -103,14 +109,12 @@ def effect(days: dict[str, int], rectified_at: datetime | None, *, now: datetime
         "rate_after": round(cases_after / months_after, 2) if months_after else None,
     }
     if months_after == 0:
-        return Effect(
-            **base,
-            change=None,
-            p_value=None,
-            verdict="too early to tell",
-            statement="整改完成不足一个完整月，暂无法判断成效。",
-        )
-    if months_before == 0 or cases_before + cases_after < MIN_CASES:
+        statement = "整改完成不足一个完整月，暂无法判断成效。"
+        return Effect(**base, change=None, p_value=None, verdict="too early to tell", statement=statement)
+    if months_before < MIN_MONTHS_BEFORE:
+        statement = "整改前的投诉时间不足半个月，无从比较。"
+        return Effect(**base, change=None, p_value=None, verdict="nothing before to compare", statement=statement)
+    if cases_before + cases_after < MIN_CASES:
         statement = f"整改前后共{cases_before + cases_after}件，案例太少，无法判断成效。"
         return Effect(**base, change=None, p_value=None, verdict="too few cases to tell", statement=statement)
     rate_before, rate_after = cases_before / months_before, cases_after / months_after
@@ -123,7 +127,7 @@ def effect(days: dict[str, int], rectified_at: datetime | None, *, now: datetime
         verdict, word = ("fell", "下降") if rate_after < rate_before else ("rose", "上升")
     pct = f"，{'下降' if (change or 0) < 0 else '上升'}{abs(change or 0):.0%}" if change is not None else ""
     statement = (
-        f"整改前{months_before}个月平均每月{rate_before:.1f}件，整改后{months_after}个月平均每月{rate_after:.1f}件"
+        f"整改前{months_before:g}个月平均每月{rate_before:.1f}件，整改后{months_after}个月平均每月{rate_after:.1f}件"
         f"{pct}；{word}（p={p:.3g}）。"
     )
     rounded = round(change, 4) if change is not None else None

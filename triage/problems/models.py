@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from triage.models import ProblemStatus, no_nul
 
@@ -45,7 +45,7 @@ class Effect(BaseModel):
     """Complaints a month before the rectification was reported against the months after it."""
 
     rectified_at: datetime | None
-    months_before: int
+    months_before: float  # months of complaints before (a first case in mid-month counts part of it)
     months_after: int
     cases_before: int
     cases_after: int
@@ -53,7 +53,9 @@ class Effect(BaseModel):
     rate_after: float | None
     change: float | None  # (after - before) / before
     p_value: float | None  # the chance of a split at least this uneven if the rate had not changed
-    verdict: str  # fell | rose | no clear change | too few cases to tell | not rectified yet | too early to tell
+    # fell | rose | no clear change | too few cases to tell | nothing before to compare | not rectified yet
+    # | too early to tell
+    verdict: str
     statement: str  # the verdict in a sentence, with the figures
 
 
@@ -70,7 +72,7 @@ class ProblemDetail(ProblemSummary):
     verified_at: datetime | None
     merged_into: str | None
     confirmed_case_count: int  # cases a person approved with this problem
-    dissatisfied_count: int  # follow-ups of its cases with 不满意
+    dissatisfied_count: int  # follow-ups of its cases with 不满意 (each one, even if a later one satisfied)
     cases_by_month: list[Count]
     cases_by_week: list[Count]
     by_channel: list[Count]
@@ -112,7 +114,7 @@ class Plan(Transition):
     """A rectification plan: what will be done, by whom, by when."""
 
     measures: str = Field(min_length=1, max_length=5000)
-    deadline: datetime  # a time without an offset is read in the deployment's time zone
+    deadline: date | datetime  # a day: its end; a time without an offset: the deployment's time zone
     owner_department: str | None = None  # default: the problem's department
 
 
@@ -136,3 +138,10 @@ class ProblemEdit(Transition):
     reply_guidance: str | None = Field(None, max_length=5000)
     unified_reply: str | None = Field(None, max_length=10000)
     service_items: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _only_the_unified_reply_may_be_cleared(self) -> ProblemEdit:
+        for name in ("title", "description", "root_cause", "reply_guidance", "service_items"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null; give a value (only unified_reply may be cleared)")
+        return self

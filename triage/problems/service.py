@@ -25,7 +25,7 @@ from triage.cache import TtlCache
 from triage.cases.records import audit
 from triage.cases.rows import CaseRow, utcnow
 from triage.cases.states import OPEN, Role
-from triage.clock import Clock, in_utc, system_clock
+from triage.clock import Clock, deadline_utc, in_utc, system_clock
 from triage.database import Database
 from triage.errors import (
     ConcurrentUpdateError,
@@ -50,7 +50,7 @@ from triage.problems.models import (
     Transition,
 )
 from triage.problems.rows import ProblemEventRow, ProblemRow, get_problem
-from triage.problems.states import ACTION_ROLES, DONE, OWNING, TRACKED, TRANSITIONS, ProblemAction, allowed_actions
+from triage.problems.states import OWNING, TRACKED, TRANSITIONS, ProblemAction, allowed_actions, roles_for
 from triage.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -74,9 +74,15 @@ class ProblemService:
 
     # -- reading ---------------------------------------------------------------------------
     def summaries(
-        self, *, status: list[ProblemStatus] | None = None, department: str | None = None, overdue: bool | None = None
+        self,
+        *,
+        user: User,
+        status: list[ProblemStatus] | None = None,
+        department: str | None = None,
+        overdue: bool | None = None,
     ) -> list[ProblemSummary]:
         """Every problem (archived ones only when asked for), most cases first."""
+        _reads(user)
         key = (tuple(status or ()), department, overdue)
         return self._lists.get(key, lambda: self._summaries(status, department, overdue))
 
@@ -100,6 +106,7 @@ class ProblemService:
         return sorted(items, key=lambda p: (-p.case_count, p.id))
 
     def get(self, problem_id: str, *, user: User) -> ProblemDetail:
+        _reads(user)
         now = self.clock()
         with self.db.read() as s:
             row = get_problem(s, problem_id)
@@ -147,7 +154,7 @@ class ProblemService:
             )
         )
         confirmed = s.scalar(select(func.count()).where(mine, CaseRow.approved_at.is_not(None))) or 0
-        dissatisfied = s.scalar(select(func.count()).where(mine, CaseRow.satisfaction == "不满意")) or 0
+        dissatisfied = s.scalar(select(func.sum(CaseRow.dissatisfactions)).where(mine)) or 0
         events = s.scalars(
             select(ProblemEventRow).where(ProblemEventRow.problem_id == row.id).order_by(ProblemEventRow.id)
         )
@@ -186,7 +193,7 @@ class ProblemService:
     def _allowed(self, row: ProblemRow, user: User) -> list[str]:
         actions = allowed_actions(row.status, user.role)
         if user.role is Role.CASEWORKER and _owner(row) not in user.departments:
-            actions = [a for a in actions if ACTION_ROLES[ProblemAction(a)] != OWNING]
+            actions = [a for a in actions if roles_for(row.status, ProblemAction(a)) != OWNING]
         return actions
 
     # -- changing --------------------------------------------------------------------------
@@ -219,6 +226,7 @@ class ProblemService:
             s.add(
                 ProblemEventRow(
                     problem_id=pid,
+                    at=self.clock(),
                     actor=user.name,
                     action="propose",
                     note=new.note,
@@ -234,7 +242,7 @@ class ProblemService:
 
     def plan(self, pid: str, body: Plan, *, user: User) -> ProblemDetail:
         """A rectification plan (or a revised one): measures, owner department, deadline."""
-        deadline = in_utc(body.deadline, self.tz)
+        deadline = deadline_utc(body.deadline, self.tz)
         if deadline <= self.clock():
             raise InputError("the deadline has passed already", field="deadline")
         owner = (
@@ -255,13 +263,14 @@ class ProblemService:
         when = in_utc(body.rectified_at, self.tz) if body.rectified_at else self.clock()
         if when > self.clock():
             raise InputError("is in the future", field="rectified_at")
-        return self._act(
-            pid,
-            body,
-            user,
-            ProblemAction.REPORT,
-            lambda s, row: _set(row, rectified_at=when, rectified_summary=body.summary),
-        )
+
+        def apply(s: Session, row: ProblemRow) -> dict[str, list[object]]:
+            planned = _last_plan(s, row.id)
+            if planned is not None and when < planned:
+                raise InputError("is before the rectification was planned", field="rectified_at")
+            return _set(row, rectified_at=when, rectified_summary=body.summary)
+
+        return self._act(pid, body, user, ProblemAction.REPORT, apply)
 
     def verify(self, pid: str, body: Transition, *, user: User) -> ProblemDetail:
         now = self.clock()
@@ -332,7 +341,12 @@ class ProblemService:
                 s.flush()  # UPDATE ... WHERE version = :read
                 s.add(
                     ProblemEventRow(
-                        problem_id=pid, actor=user.name, action=action.value, note=body.note, changes=changes
+                        problem_id=pid,
+                        at=self.clock(),
+                        actor=user.name,
+                        action=action.value,
+                        note=body.note,
+                        changes=changes,
                     )
                 )
         except ConcurrentUpdateError as exc:
@@ -343,9 +357,11 @@ class ProblemService:
         return self.get(pid, user=user)
 
     def _check(self, row: ProblemRow, user: User, action: ProblemAction, version: int) -> None:
-        if user.role not in ACTION_ROLES[action]:
-            raise ForbiddenError(f"role {user.role.value} may not {action.value} typical problems")
-        if ACTION_ROLES[action] == OWNING and user.role is Role.CASEWORKER and _owner(row) not in user.departments:
+        roles = roles_for(row.status, action)
+        if user.role not in roles:
+            what = "revise the plan of" if action is ProblemAction.PLAN else f"{action.value}"
+            raise ForbiddenError(f"role {user.role.value} may not {what} {row.status} typical problems")
+        if roles == OWNING and user.role is Role.CASEWORKER and _owner(row) not in user.departments:
             raise ForbiddenError(f"only {_owner(row)}'s caseworkers {action.value} the rectification of {row.id}")
         if action is ProblemAction.EDIT and user.role is Role.CASEWORKER and _owner(row) not in user.departments:
             raise ForbiddenError(f"only {_owner(row)}'s caseworkers and supervisors edit {row.id}")
@@ -364,21 +380,20 @@ class ProblemService:
         except TriageError as exc:
             log.warning("typical problems changed, but the models could not be refreshed yet: %s", exc)
 
-    def completion(self, *, now: datetime | None = None) -> tuple[int, int]:
-        """(problems rectified or verified by their deadline, problems whose deadline has passed)."""
-        now = now or self.clock()
-        with self.db.read() as s:
-            rows = s.execute(
-                select(ProblemRow.status, ProblemRow.deadline, ProblemRow.rectified_at).where(
-                    ProblemRow.deadline.is_not(None), ProblemRow.deadline < now
-                )
-            ).all()
-        done = [
-            pid
-            for pid, (status, deadline, rectified) in enumerate(rows)
-            if ProblemStatus(status) in DONE and rectified and deadline and _utc(rectified) <= _utc(deadline)
-        ]
-        return len(done), len(rows)
+
+def _last_plan(s: Session, pid: str) -> datetime | None:
+    at = s.scalar(
+        select(func.max(ProblemEventRow.at)).where(
+            ProblemEventRow.problem_id == pid, ProblemEventRow.action == ProblemAction.PLAN.value
+        )
+    )
+    return _utc(at) if at is not None else None
+
+
+def _reads(user: User) -> None:
+    """Problems are the city's work: every person reads them, intake systems do not."""
+    if user.role is Role.INTAKE:
+        raise ForbiddenError("intake systems do not read typical problems")
 
 
 def _utc(value: datetime) -> datetime:

@@ -7,8 +7,9 @@
     any state but archived ──archive──> archived
 
 Supervisors confirm, verify, reopen, merge and archive; the owner department's caseworkers plan and
-report the rectification (admins may do everything). Every transition names the version it was
-decided on; a stale one is refused.
+report the rectification; a revised plan (a new deadline or owner while rectifying) is a supervisor's:
+the deadline is what the rectification is measured against (admins may do everything). Every transition
+names the version it was decided on; a stale one is refused.
 """
 
 from __future__ import annotations
@@ -90,6 +91,13 @@ MATCHABLE = frozenset(set(ProblemStatus) - {ProblemStatus.ARCHIVED})
 DONE = frozenset({ProblemStatus.RECTIFIED, ProblemStatus.VERIFIED})
 
 
+def roles_for(status: ProblemStatus | str, action: ProblemAction) -> frozenset[Role]:
+    """Who may take `action` on a problem in `status`."""
+    if action is ProblemAction.PLAN and ProblemStatus(status) is ProblemStatus.RECTIFYING:
+        return SUPERVISING  # a revised plan
+    return ACTION_ROLES[action]
+
+
 def allowed_actions(status: ProblemStatus | str, role: Role | None = None) -> list[str]:
     possible = TRANSITIONS[ProblemStatus(status)]
-    return [a.value for a in ProblemAction if a in possible and (role is None or role in ACTION_ROLES[a])]
+    return [a.value for a in ProblemAction if a in possible and (role is None or role in roles_for(status, a))]

@@ -14,12 +14,12 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import CursorResult, select, update
 
 from triage.access.policy import SYSTEM_ACTOR
-from triage.cases.records import audit, diff, snapshot
-from triage.cases.rows import CaseRow
+from triage.cases.rows import AuditRow, CaseRow
 from triage.cases.states import OPEN
 from triage.database import Database
 from triage.deadlines.rules import Deadlines
@@ -31,48 +31,56 @@ ESCALATION_LOCK = 0x7472_6961_6766  # the advisory lock key of the escalation sw
 
 
 def sweep(db: Database, deadlines: Deadlines, *, now: datetime, notice_after: int) -> Escalation:
-    """Remind and notice what is due for it as of `now`; idempotent (a step is taken once per deadline)."""
-    reminded: list[str] = []
-    notified: list[str] = []
+    """Remind and notice what is due for it as of `now`; idempotent (a step is taken once per deadline).
+
+    A case already past its deadline when it was received (replayed history, a late import) is not
+    escalated: no one could have acted in time. The steps are written without moving the case's
+    version: they are the system's, and a caseworker acting on the case meanwhile is not refused.
+    """
     with db.read() as s:
-        ids = list(
-            s.scalars(
-                select(CaseRow.id)
-                .where(
-                    CaseRow.status.in_([st.value for st in OPEN]),
-                    CaseRow.due_at < now,
-                    or_(CaseRow.reminded_at.is_(None), CaseRow.notified_at.is_(None)),
-                )
-                .order_by(CaseRow.id)
+        rows = s.execute(
+            select(CaseRow.id, CaseRow.due_at, CaseRow.reminded_at, CaseRow.version).where(
+                CaseRow.status.in_([st.value for st in OPEN]),
+                CaseRow.due_at < now,
+                CaseRow.due_at >= CaseRow.received_at,
+                CaseRow.notified_at.is_(None),
             )
-        )
-    for start in range(0, len(ids), CHUNK):
-        with db.write() as s:
-            rows = s.scalars(
-                select(CaseRow).where(CaseRow.id.in_(ids[start : start + CHUNK])).order_by(CaseRow.id).with_for_update()
-            )
-            for row in rows:
-                if row.due_at is None or _utc(row.due_at) >= now:  # its deadline moved meanwhile
-                    continue
-                before = snapshot(row)
-                if row.reminded_at is None:
-                    if deadlines.working_days_late(_utc(row.due_at), now) < 1:
-                        continue
-                    row.reminded_at, action, field = now, "remind", "reminded_at"
-                    reminded.append(row.id)
-                elif row.notified_at is None:
-                    if deadlines.working_days_late(_utc(row.reminded_at), now) < notice_after:
-                        continue
-                    row.notified_at, action, field = now, "notify", "notified_at"
-                    notified.append(row.id)
-                else:
-                    continue
-                s.flush()
-                changes = diff(before, snapshot(row)) | {field: [None, now.isoformat()]}
-                audit(s, row, actor=SYSTEM_ACTOR, action=action, changes=changes)
+        ).all()
+    remind: list[tuple[str, Any, int]] = []
+    notify: list[tuple[str, Any, int]] = []
+    for case_id, due_at, reminded_at, version in rows:
+        if due_at is None:  # excluded by the query; for the type checker
+            continue
+        if reminded_at is None:
+            if deadlines.working_days_late(_utc(due_at), now) >= 1:
+                remind.append((case_id, due_at, version))
+        elif deadlines.working_days_late(_utc(reminded_at), now) >= notice_after:
+            notify.append((case_id, due_at, version))
+    reminded = _step(db, remind, "remind", CaseRow.reminded_at, now)
+    notified = _step(db, notify, "notify", CaseRow.notified_at, now)
     if reminded or notified:
         log.info("escalation: %d reminded, %d noticed", len(reminded), len(notified))
     return Escalation(as_of=now, reminded=reminded, notified=notified)
+
+
+def _step(db: Database, due: list[tuple[str, Any, int]], action: str, column: Any, now: datetime) -> list[str]:
+    """Write the step on each case whose deadline is still the one it was due on; audit it."""
+    done: list[str] = []
+    for start in range(0, len(due), CHUNK):
+        chunk = due[start : start + CHUNK]
+        with db.write() as s:
+            for case_id, due_at, version in chunk:
+                result: CursorResult[Any] = s.execute(  # type: ignore[assignment]
+                    update(CaseRow)
+                    .where(CaseRow.id == case_id, CaseRow.due_at == due_at, column.is_(None))
+                    .values({column.key: now})
+                    .execution_options(synchronize_session=False)
+                )
+                if result.rowcount:
+                    changes = {column.key: [None, now.isoformat()], "version": version}
+                    s.add(AuditRow(case_id=case_id, actor=SYSTEM_ACTOR, action=action, changes=changes))
+                    done.append(case_id)
+    return done
 
 
 class Sweeper:

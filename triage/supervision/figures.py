@@ -5,7 +5,8 @@ One grouped pass over the cases (conditional counts per department) and one over
 - overdue cases: open cases past their next deadline;
 - response rate: cases answered / cases whose reply was due by now (or that were answered anyway);
 - on-time rate: answers sent by their reply deadline / answers sent;
-- satisfaction rate: follow-ups with 满意 or 基本满意 / follow-ups;
+- satisfaction rate: follow-ups with 满意 or 基本满意 / follow-ups (every follow-up counts, not only a
+  case's last: a 不满意 that reopened a case stays counted after a later 满意);
 - rectification completion rate: problems rectified or verified by their deadline / problems whose
   deadline has passed; overdue problems: those still under rectification past their deadline;
 - bad reviews: 好差评 ratings of 1 or 2, except those whose appeal was upheld.
@@ -52,9 +53,9 @@ def case_figures(s: Session, *, now: datetime, where: ColumnElement[bool]) -> di
         "replies_due": _n(and_(handled, (CaseRow.reply_due_at < now) | answered)),
         "replied": _n(and_(handled, answered)),
         "replied_on_time": _n(and_(handled, answered, CaseRow.reply_sent_at <= CaseRow.reply_due_at)),
-        "followed_up": _n(CaseRow.satisfaction.is_not(None)),
-        "satisfied": _n(CaseRow.satisfaction.in_(["满意", "基本满意"])),
-        "reopened": _n(CaseRow.satisfaction == "不满意"),
+        "followed_up": func.sum(CaseRow.follow_ups),
+        "satisfied": func.sum(CaseRow.follow_ups - CaseRow.dissatisfactions),
+        "reopened": func.sum(CaseRow.dissatisfactions),
         "bad_reviews": _n(and_(CaseRow.channel == "好差评", CaseRow.rating <= 2, CaseRow.appeal_upheld.is_(False))),
         "appeals_upheld": _n(CaseRow.appeal_upheld.is_(True)),
     }

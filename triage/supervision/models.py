@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -30,23 +30,27 @@ class _Body(BaseModel):
         return no_nul(value) if isinstance(value, str) else value
 
 
-class Supervise(_Body):
+class _OnCase(_Body):
+    version: int = Field(ge=1, description="The case version you read; a stale one gets 409.")
+
+
+class Supervise(_OnCase):
     """A supervisor's flag (督办) with a note and a new deadline for the reply."""
 
     note: str = Field(min_length=1, max_length=2000)
-    due: datetime  # a time without an offset is read in the deployment's time zone
+    due: date | datetime  # a day: its end; a time without an offset: the deployment's time zone
 
 
-class ExtensionRequest(_Body):
+class ExtensionRequest(_OnCase):
     reason: str = Field(min_length=1, max_length=2000)
-    until: datetime | None = None  # unset: the deadline the case's rule gives complex cases
+    until: date | datetime | None = None  # unset: the deadline the case's rule gives complex cases
 
 
-class AppealRequest(_Body):
+class AppealRequest(_OnCase):
     reason: str = Field(min_length=1, max_length=2000)
 
 
-class RequestDecision(_Body):
+class RequestDecision(_OnCase):
     grant: bool
     note: str | None = Field(None, max_length=2000)
 
@@ -75,10 +79,10 @@ class DepartmentFigures(BaseModel):
     replied_on_time: int
     response_rate: float | None  # replied / replies_due
     on_time_rate: float | None  # replied_on_time / replied
-    followed_up: int
-    satisfied: int  # 满意 or 基本满意
+    followed_up: int  # follow-ups (a case followed up twice counts twice)
+    satisfied: int  # follow-ups with 满意 or 基本满意
     satisfaction_rate: float | None
-    reopened: int  # follow-ups that were 不满意
+    reopened: int  # follow-ups with 不满意 (each reopened its case)
     bad_reviews: int  # 好差评 ratings of 1-2, appeals upheld aside
     appeals_upheld: int
     problems_due: int  # problems owned whose rectification deadline has passed

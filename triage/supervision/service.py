@@ -28,10 +28,10 @@ from triage.cases.models import CaseDetail
 from triage.cases.records import audit, diff, snapshot
 from triage.cases.rows import CaseRow, RequestRow, utcnow
 from triage.cases.states import OPEN, CaseStatus, Role
-from triage.clock import Clock, in_utc, system_clock
+from triage.clock import Clock, deadline_utc, in_utc, system_clock
 from triage.database import Database
 from triage.deadlines.rules import Deadlines
-from triage.errors import ForbiddenError, InputError, InvalidTransitionError, NotFoundError
+from triage.errors import ForbiddenError, InputError, InvalidTransitionError, NotFoundError, StaleVersionError
 from triage.supervision import escalation, figures
 from triage.supervision.models import (
     AppealRequest,
@@ -72,8 +72,9 @@ class SupervisionService:
 
     # -- on cases --------------------------------------------------------------------------
     def supervise(self, case_id: str, body: Supervise, *, user: User) -> CaseDetail:
-        """Flag the case (督办) with a note and a new reply deadline; it goes to the top of its queue."""
-        due = in_utc(body.due, self.tz)
+        """Flag the case (督办) with a note and a new deadline, which replaces its open deadlines (a first
+        contact still due included); it goes to the top of its department's queue."""
+        due = deadline_utc(body.due, self.tz)
 
         def change(s: Session, row: CaseRow) -> dict[str, list[object]]:
             _require(user, SUPERVISORS, "flag cases for supervision")
@@ -82,9 +83,11 @@ class SupervisionService:
             _open(row, "supervise")
             row.supervised_at, row.supervised_by, row.supervision_note = self.clock(), user.name, body.note
             row.reply_due_at = due
+            if row.contacted_at is None:
+                row.contact_due_at = None
             return {"supervision_note": [None, body.note]}
 
-        return self._change(case_id, user, "supervise", change)
+        return self._change(case_id, user, body.version, "supervise", change)
 
     def request_extension(self, case_id: str, body: ExtensionRequest, *, user: User) -> CaseDetail:
         """The department asks for more time for the reply, before the deadline, with a reason."""
@@ -93,9 +96,9 @@ class SupervisionService:
         def change(s: Session, row: CaseRow) -> dict[str, list[object]]:
             _department(user, row)
             _open(row, "request an extension for")
-            if row.due_at is None or _utc(row.due_at) <= now:
-                raise InputError("an extension is requested before the deadline; this one has passed", field="until")
-            until = in_utc(body.until, self.tz) if body.until else self._complex_deadline(row)
+            if row.reply_due_at is None or _utc(row.reply_due_at) <= now:
+                raise InputError("an extension is requested before the reply deadline; it has passed", field="until")
+            until = deadline_utc(body.until, self.tz) if body.until else self._complex_deadline(row)
             if until is None:
                 raise InputError("say until when: the case's deadline rule has no longer deadline", field="until")
             if row.reply_due_at is not None and until <= _utc(row.reply_due_at):
@@ -104,7 +107,7 @@ class SupervisionService:
             s.add(_request(row, RequestKind.EXTENSION, user, body.reason, now, until))
             return {"extension_requested": [None, until.isoformat()]}
 
-        return self._change(case_id, user, "request_extension", change)
+        return self._change(case_id, user, body.version, "request_extension", change)
 
     def appeal(self, case_id: str, body: AppealRequest, *, user: User) -> CaseDetail:
         """The department appeals the review as mistaken or malicious (申诉复核)."""
@@ -118,7 +121,7 @@ class SupervisionService:
             s.add(_request(row, RequestKind.APPEAL, user, body.reason, now, None))
             return {"appeal_requested": [None, body.reason]}
 
-        return self._change(case_id, user, "appeal", change)
+        return self._change(case_id, user, body.version, "appeal", change)
 
     def decide(self, case_id: str, request_id: int, body: RequestDecision, *, user: User) -> CaseDetail:
         """Grant or refuse a pending request: an extension moves the reply deadline, an upheld appeal
@@ -134,25 +137,32 @@ class SupervisionService:
                 raise InvalidTransitionError("decide", f"request {request.status}", [])
             request.status = (RequestStatus.GRANTED if body.grant else RequestStatus.REFUSED).value
             request.decided_by, request.decided_at, request.decision_note = user.name, now, body.note
-            if body.grant and request.kind == RequestKind.EXTENSION and request.requested_until is not None:
-                row.reply_due_at = request.requested_until
+            until = request.requested_until
+            if body.grant and request.kind == RequestKind.EXTENSION and until is not None:
+                if row.reply_due_at is not None and _utc(until) <= _utc(row.reply_due_at):
+                    raise InputError(
+                        "the reply deadline is already later than the extension asked for; refuse it", field="grant"
+                    )
+                row.reply_due_at = until
             if body.grant and request.kind == RequestKind.APPEAL:
                 row.appeal_upheld = True
             return {f"{request.kind}_{request.status}": [None, body.note]}
 
-        return self._change(case_id, user, f"decide_{'grant' if body.grant else 'refuse'}", change)
+        return self._change(case_id, user, body.version, f"decide_{'grant' if body.grant else 'refuse'}", change)
 
     def _complex_deadline(self, row: CaseRow) -> datetime | None:
         due = self.deadlines.due(schedule.facts(row), schedule.start(row))
         return due.complex_reply
 
-    def _change(self, case_id: str, user: User, action: str, change: Change) -> CaseDetail:
+    def _change(self, case_id: str, user: User, version: int, action: str, change: Change) -> CaseDetail:
         with self.db.write() as s:
             row = s.scalars(
                 select(CaseRow).where(CaseRow.id == case_id, policy.visible(user)).with_for_update()
             ).one_or_none()
             if row is None:
                 raise NotFoundError(f"no case '{case_id}'")
+            if row.version != version:
+                raise StaleVersionError(version, queries.summary(row, now=self.clock()))
             before = snapshot(row)
             with s.no_autoflush:
                 extra = change(s, row)

@@ -44,6 +44,8 @@ CASE_COLUMNS: list[sa.Column[Any]] = [
     sa.Column("followed_up_at", TZ),
     sa.Column("satisfaction", sa.String(10)),
     sa.Column("follow_up_note", sa.Text()),
+    sa.Column("follow_ups", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("dissatisfactions", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("returns", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("bounces", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("supervised_at", TZ),
@@ -94,6 +96,10 @@ def upgrade() -> None:
         for column in CASE_COLUMNS:
             batch.add_column(column)
     op.execute("UPDATE cases SET complained_at = received_at WHERE complained_at IS NULL")
+    op.execute(
+        "UPDATE cases SET approved_at = (SELECT min(d.at) FROM decisions d WHERE d.case_id = cases.id "
+        "AND d.action = 'approve') WHERE approved_at IS NULL"
+    )
     op.create_index("ix_cases_due_at", "cases", ["due_at"])
     op.create_index("ix_cases_complained_at", "cases", ["complained_at"])
     op.create_index("ix_cases_problem_complained", "cases", ["typical_problem_id", "complained_at"])
